@@ -89,6 +89,10 @@ class Route {
   // Answers the request. Runs on a worker thread and may block. `sink` is the
   // sink OpenBodySink returned, after it has taken the whole body.
   virtual Response Serve(Request& request, BodySink* sink) = 0;
+
+  // Renders an error found by the server itself (body too large, a sink's
+  // refusal) in this route's protocol.
+  virtual Response RenderError(const Request& request, const Error& error);
 };
 
 }  // namespace berth::http

@@ -1,0 +1,101 @@
+// berthd: serverless containers the way AWS Fargate runs them.
+#include <signal.h>
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "server/daemon.h"
+
+namespace {
+
+int Serve(berth::Config config) {
+  berth::SetUpLogging(config.log_level);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // inherited by every thread started below
+  signal(SIGPIPE, SIG_IGN);
+
+  berth::Daemon daemon(config);
+  berth::Status st = daemon.Start();
+  if (!st.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", st.error().message);
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("event=shutdown signal={}", sig);
+  daemon.Stop();
+  spdlog::info("event=stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"berthd: serverless containers the way AWS Fargate runs them"};
+  app.set_version_flag("--version", std::string("berthd ") + BERTH_VERSION);
+  app.require_subcommand(1);
+
+  berth::Config config;
+  std::string config_file;
+  auto* serve = app.add_subcommand("serve", "Run every plane and one local agent in this process");
+  serve->add_option("--config", config_file, "Read settings from this file (key = value lines)");
+  serve->add_option("--listen", config.listen, "Address of the API, registry and health endpoint")
+      ->capture_default_str();
+  serve->add_option("--data-dir", config.data_dir, "Where state, images and logs live")
+      ->capture_default_str();
+  serve->add_option("--region", config.region, "The AWS region berth answers as")
+      ->capture_default_str();
+  serve->add_option("--account-id", config.account_id, "The AWS account id in ARNs")
+      ->capture_default_str();
+  serve->add_option("--log-level", config.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  serve->add_option("--credentials-file", config.credentials_file,
+                    "Extra access keys, in the AWS CLI's credentials file format");
+  serve->add_option("--registry-host", config.registry_host,
+                    "host:port clients use for the registry (default localhost:<port>)");
+  serve->add_flag("!--no-agent", config.agent, "Do not run the local node agent");
+  serve->add_option("--bridge", config.bridge, "Bridge for task networks")->capture_default_str();
+  serve->add_option("--subnet", config.subnet, "Subnet for task IPs")->capture_default_str();
+  serve->add_option("--allocation-factor", config.allocation_factor,
+                    "Share of the node's cpu and memory offered to tasks")
+      ->capture_default_str();
+  serve->add_option("--runtime", config.runtime, "OCI runtime binary")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (serve->parsed()) {
+    if (!config_file.empty()) {
+      berth::Config from_file;
+      berth::Status st = berth::LoadConfigFile(config_file, from_file);
+      if (!st.ok()) {
+        std::cerr << "berthd: " << st.error().message << "\n";
+        return 2;
+      }
+      berth::Config merged = from_file;
+      if (serve->count("--listen")) merged.listen = config.listen;
+      if (serve->count("--data-dir")) merged.data_dir = config.data_dir;
+      if (serve->count("--region")) merged.region = config.region;
+      if (serve->count("--account-id")) merged.account_id = config.account_id;
+      if (serve->count("--log-level")) merged.log_level = config.log_level;
+      if (serve->count("--credentials-file")) merged.credentials_file = config.credentials_file;
+      if (serve->count("--registry-host")) merged.registry_host = config.registry_host;
+      if (serve->count("--no-agent")) merged.agent = config.agent;
+      if (serve->count("--bridge")) merged.bridge = config.bridge;
+      if (serve->count("--subnet")) merged.subnet = config.subnet;
+      if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
+      if (serve->count("--runtime")) merged.runtime = config.runtime;
+      config = merged;
+    }
+    return Serve(config);
+  }
+  return 0;
+}

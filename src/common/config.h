@@ -1,0 +1,34 @@
+// berthd's settings: command-line flags, optionally read from a config file
+// holding the same keys (`key = value` lines).
+#pragma once
+
+#include <string>
+
+#include "common/result.h"
+
+namespace berth {
+
+struct Config {
+  std::string listen = "127.0.0.1:4566";
+  std::string data_dir = "/var/lib/berth";
+  std::string region = "us-east-1";
+  std::string account_id = "000000000000";
+  std::string log_level = "info";
+  // Additional access keys, in the AWS CLI's credentials file format.
+  std::string credentials_file;
+  // The host:port clients use to reach the registry; "" derives it from listen
+  // ("localhost:<port>").
+  std::string registry_host;
+  // Node agent settings (all-in-one mode).
+  bool agent = true;
+  std::string bridge = "berth0";
+  std::string subnet = "172.31.0.0/16";
+  double allocation_factor = 1.0;
+  std::string runtime = "runc";
+};
+
+// Applies `key = value` lines from `path` to `config` (keys as the flags, with
+// dashes or underscores). Unknown keys are an error.
+Status LoadConfigFile(const std::string& path, Config& config);
+
+}  // namespace berth
