@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <fcntl.h>
+#include <limits>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -261,7 +262,7 @@ struct Server::Impl {
       for (;;) {
         bhttp::request_parser<bhttp::buffer_body> parser;
         parser.header_limit(server.options_.header_limit);
-        parser.body_limit(boost::none);
+        parser.body_limit(std::numeric_limits<std::uint64_t>::max());
         stream.expires_after(std::chrono::seconds(server.options_.idle_timeout_seconds));
         beast::error_code ec;
         co_await bhttp::async_read_header(stream, buffer, parser,
@@ -326,11 +327,16 @@ struct Server::Impl {
           }
           uint64_t limit = route->MaxBufferedBody(req);
           bool too_large = false;
-          if (!sink && msg.has_content_length() && parser.content_length() &&
-              *parser.content_length() > limit) {
+          // An oversized body is still read (and dropped) up to a bound so the
+          // client sees the answer instead of a reset connection.
+          const uint64_t discard_limit = std::max<uint64_t>(limit * 4, 64u << 20);
+          uint64_t discarded = 0;
+          if (!sink && parser.content_length() && *parser.content_length() > discard_limit) {
             too_large = true;
           }
-          while (!too_large && !parser.is_done()) {
+          while (!parser.is_done() && discarded <= discard_limit &&
+                 !(too_large && parser.content_length() &&
+                   *parser.content_length() > discard_limit)) {
             parser.get().body().data = chunk.data();
             parser.get().body().size = chunk.size();
             co_await bhttp::async_read(stream, buffer, parser,
@@ -353,11 +359,11 @@ struct Server::Impl {
                 keep_alive = false;
                 break;
               }
+            } else if (too_large || req.body.size() + got > limit) {
+              too_large = true;
+              discarded += got;
+              req.body.clear();
             } else {
-              if (req.body.size() + got > limit) {
-                too_large = true;
-                break;
-              }
               req.body.append(chunk.data(), got);
             }
           }
