@@ -1,0 +1,84 @@
+// Tasks: the ECS task model, its lifecycle, and placement onto nodes.
+//
+// Shared by the task API (RunTask, StopTask, DescribeTasks, ListTasks), the
+// service controller (which starts and stops tasks for services) and the
+// agent protocol (which tells each node its desired tasks and takes its
+// reports).
+//
+// Store layout (JSON documents):
+//   ecs/tasks/<cluster>/<task-id>    one task. The document is the task as
+//                                    DescribeTasks shows it (taskArn, clusterArn,
+//                                    taskDefinitionArn, lastStatus, desiredStatus,
+//                                    containers[], attachments[], cpu, memory,
+//                                    createdAt, startedAt, stopCode, ... with
+//                                    timestamps as epoch seconds) plus internal
+//                                    members whose names start with "_" and are
+//                                    never shown to clients:
+//                                      _node       node id the task is placed on
+//                                      _service    service name (tasks of services)
+//                                      _deployment deployment id (tasks of services)
+//                                      _taskDefinition the full task definition
+//                                      _overrides  the RunTask overrides
+//                                      _seq        last agent report sequence applied
+//   ecs/nodes/<node-id>              a node: capacity, zone, last heartbeat
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+
+namespace berth::ecs {
+
+using Json = nlohmann::json;
+
+struct StartTasksRequest {
+  std::string cluster;               // cluster name
+  Json task_definition;              // the full registered task definition
+  int count = 1;
+  Json network_configuration;        // as in RunTask (awsvpcConfiguration)
+  Json overrides = Json::object();   // as in RunTask
+  std::string started_by;
+  std::string group;                 // "family:<family>" or "service:<name>"
+  std::string launch_type = "FARGATE";
+  std::string platform_version = "1.4.0";
+  Json tags = Json::array();
+  bool enable_execute_command = false;
+  std::string service;               // service name when started by a service
+  std::string deployment_id;         // deployment id when started by a service
+};
+
+struct StartTasksResult {
+  std::vector<Json> tasks;     // as RunTask answers them
+  std::vector<Json> failures;  // {"arn"?, "reason": "RESOURCE:CPU" | "RESOURCE:MEMORY", ...}
+};
+
+struct TaskFilter {
+  std::string cluster;                    // required
+  std::optional<std::string> service;     // tasks of this service
+  std::optional<std::string> family;
+  std::optional<std::string> started_by;
+  std::optional<std::string> desired_status;  // "RUNNING" (also PENDING) or "STOPPED"
+};
+
+class TaskManager {
+ public:
+  virtual ~TaskManager() = default;
+
+  // Creates and places tasks (PROVISIONING, desiredStatus RUNNING). Tasks that
+  // fit nowhere come back as failures.
+  virtual Result<StartTasksResult> StartTasks(const StartTasksRequest& request) = 0;
+
+  // Sets desiredStatus STOPPED with the stop code and reason; the node's agent
+  // then stops the task. Stopping a stopped task changes nothing.
+  virtual Result<Json> StopTask(const std::string& cluster, const std::string& task_id,
+                                const std::string& stop_code, const std::string& reason) = 0;
+
+  // Full task documents (internal members included) matching the filter.
+  virtual Result<std::vector<Json>> FindTasks(const TaskFilter& filter) = 0;
+};
+
+}  // namespace berth::ecs
