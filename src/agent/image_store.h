@@ -39,7 +39,9 @@ std::string Sha256OfString(const std::string& data);
 /// How CommitBlob treats the content it is given.
 enum class BlobCheck { kVerify, kAlreadyVerified };
 
-/// Content-addressed blob and unpacked-layer cache. Thread-safe.
+/// Content-addressed blob and unpacked-layer cache. Thread-safe. One
+/// ImageStore object owns a root directory: Init() clears its temporary
+/// names, which would break a second object working on the same root.
 class ImageStore {
  public:
   explicit ImageStore(std::string root_dir);
@@ -79,7 +81,8 @@ class ImageStore {
   /// a temporary directory renamed into place once complete. Concurrent
   /// callers for the same digest wait for a single unpack and share its
   /// result (including its error). `blob_path` must hold content already
-  /// verified against `digest`.
+  /// verified against `digest`. The filesystem is synced (syncfs) before the
+  /// rename, so a crash never leaves a published layer with lost data.
   /// Errors: "InvalidDigest"; the errors of UnpackLayer.
   Result<std::string> EnsureLayerUnpacked(const std::string& digest, const std::string& blob_path);
 
