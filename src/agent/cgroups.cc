@@ -33,7 +33,6 @@ constexpr uint64_t kCfsPeriodUs = 100000;
 constexpr uint64_t kMinCfsQuotaUs = 1000;
 // v1 reports "no limit" as the page counter maximum, a little under 2^63.
 constexpr uint64_t kV1UnlimitedThreshold = uint64_t{1} << 62;
-constexpr auto kRemoveTimeout = std::chrono::seconds(5);
 
 struct MountEntry {
   std::string mountpoint;
@@ -238,7 +237,9 @@ class CgroupV1Manager : public CgroupManager {
         controller_mounts_(std::move(controller_mounts)),
         hierarchies_(std::move(hierarchies)) {}
 
-  CgroupLayout layout() const override { return hybrid_ ? CgroupLayout::kHybrid : CgroupLayout::kV1; }
+  CgroupLayout layout() const override {
+    return hybrid_ ? CgroupLayout::kHybrid : CgroupLayout::kV1;
+  }
 
   Status CreateTask(const std::string& task_id, const TaskCgroupLimits& limits) override;
   Result<CgroupStats> Stats(const std::string& task_id) override;
@@ -341,7 +342,8 @@ Status CgroupV1Manager::ApplyLimits(const std::string& task_id, const TaskCgroup
   std::string rel = options_.parent + "/" + task_id;
   std::string cpu = Dir("cpu", rel);
   if (limits.cpu_units > 0) {
-    BERTH_TRY(WriteFile(cpu + "/cpu.shares", std::to_string(std::max<uint32_t>(2, limits.cpu_units))));
+    BERTH_TRY(
+        WriteFile(cpu + "/cpu.shares", std::to_string(std::max<uint32_t>(2, limits.cpu_units))));
     BERTH_TRY(WriteFile(cpu + "/cpu.cfs_period_us", std::to_string(kCfsPeriodUs)));
     BERTH_TRY(WriteFile(cpu + "/cpu.cfs_quota_us", std::to_string(CfsQuotaUs(limits.cpu_units))));
   } else {
@@ -372,8 +374,10 @@ Status CgroupV1Manager::CreateTask(const std::string& task_id, const TaskCgroupL
   }
   if (!made.ok()) {
     (void)DestroyTask(task_id, false);
-    return Error{made.error().status, made.error().code,
-                 "create task cgroup " + task_id + ": " + made.error().message, {}};
+    return Error{made.error().status,
+                 made.error().code,
+                 "create task cgroup " + task_id + ": " + made.error().message,
+                 {}};
   }
   return Ok();
 }
@@ -486,7 +490,7 @@ Status CgroupV1Manager::DestroyTask(const std::string& task_id, bool kill_proces
       KillTree(dir);
     }
   }
-  auto deadline = std::chrono::steady_clock::now() + kRemoveTimeout;
+  auto deadline = std::chrono::steady_clock::now() + options_.remove_timeout;
   Status result = Ok();
   for (const std::string& dir : dirs) {
     Status removed = RemoveCgroupTree(dir, kill_processes, deadline);
@@ -591,8 +595,7 @@ Status CgroupV2Manager::ApplyLimits(const std::string& dir, const TaskCgroupLimi
   } else {
     BERTH_TRY(WriteV2(dir + "/memory.max", "max"));
   }
-  return WriteV2(dir + "/pids.max",
-                 limits.pids_max > 0 ? std::to_string(limits.pids_max) : "max");
+  return WriteV2(dir + "/pids.max", limits.pids_max > 0 ? std::to_string(limits.pids_max) : "max");
 }
 
 Status CgroupV2Manager::CreateTask(const std::string& task_id, const TaskCgroupLimits& limits) {
@@ -638,8 +641,10 @@ Status CgroupV2Manager::CreateTask(const std::string& task_id, const TaskCgroupL
   }
   if (!made.ok()) {
     (void)DestroyTask(task_id, false);
-    return Error{made.error().status, made.error().code,
-                 "create task cgroup " + task_id + ": " + made.error().message, {}};
+    return Error{made.error().status,
+                 made.error().code,
+                 "create task cgroup " + task_id + ": " + made.error().message,
+                 {}};
   }
   return Ok();
 }
@@ -716,8 +721,8 @@ Status CgroupV2Manager::DestroyTask(const std::string& task_id, bool kill_proces
     }
     KillTree(dir);
   }
-  Status removed =
-      RemoveCgroupTree(dir, kill_processes, std::chrono::steady_clock::now() + kRemoveTimeout);
+  Status removed = RemoveCgroupTree(dir, kill_processes,
+                                    std::chrono::steady_clock::now() + options_.remove_timeout);
   rmdir(ParentDir().c_str());
   return removed;
 }

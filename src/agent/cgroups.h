@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -78,6 +79,8 @@ struct CgroupOptions {
   std::string parent = "berth";
   /// Source of the mount table, for layout detection and v1 controller discovery.
   std::string mountinfo_path = "/proc/self/mountinfo";
+  /// How long DestroyTask waits for processes to leave before giving up.
+  std::chrono::milliseconds remove_timeout{5000};
 };
 
 /// Creates, inspects and removes task cgroups. Task ids and container names must be safe path
@@ -138,8 +141,7 @@ class CgroupManager {
 Result<std::unique_ptr<CgroupManager>> NewCgroupManager(CgroupOptions options = {});
 
 /// A manager for v1 or hybrid trees (controllers found through mountinfo).
-Result<std::unique_ptr<CgroupManager>> NewCgroupV1Manager(CgroupOptions options,
-                                                          bool hybrid);
+Result<std::unique_ptr<CgroupManager>> NewCgroupV1Manager(CgroupOptions options, bool hybrid);
 
 /// A manager for a cgroup2 tree at options.root. Works on any directory laid out like one,
 /// which is how it is tested on machines without cgroup2.

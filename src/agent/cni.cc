@@ -216,9 +216,8 @@ std::string CniNetwork::LoopbackConfig() const {
 }
 
 Result<std::string> CniNetwork::Invoke(const std::string& plugin, const std::string& command,
-                                       const std::string& task_id,
-                                       const std::string& netns_path, const std::string& ifname,
-                                       const std::string& config) {
+                                       const std::string& task_id, const std::string& netns_path,
+                                       const std::string& ifname, const std::string& config) {
   ProcessOptions p;
   p.argv = {options_.plugin_dir + "/" + plugin};
   p.env = std::vector<std::string>{
@@ -233,8 +232,10 @@ Result<std::string> CniNetwork::Invoke(const std::string& plugin, const std::str
   p.timeout = options_.timeout;
   auto run = RunProcess(p);
   if (!run.ok()) {
-    return Error{run.error().status, run.error().code,
-                 "CNI " + plugin + " " + command + ": " + run.error().message, {}};
+    return Error{run.error().status,
+                 run.error().code,
+                 "CNI " + plugin + " " + command + ": " + run.error().message,
+                 {}};
   }
   if (run->timed_out) {
     return rtutil::MakeError(504, rtutil::kDeadlineExceeded,
@@ -242,8 +243,7 @@ Result<std::string> CniNetwork::Invoke(const std::string& plugin, const std::str
                                  std::to_string(options_.timeout.count()) + " ms");
   }
   if (run->exit.exit_code != 0) {
-    return CniPluginError(plugin, command, run->exit.exit_code, run->stdout_data,
-                          run->stderr_data);
+    return CniPluginError(plugin, command, run->exit.exit_code, run->stdout_data, run->stderr_data);
   }
   return std::move(run->stdout_data);
 }

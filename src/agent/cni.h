@@ -41,12 +41,12 @@ struct CniOptions {
 
 /// The task's network as the plugins configured it.
 struct NetworkAttachment {
-  std::string ip;             // "172.31.0.5"
-  int prefix_length = 0;      // 16
-  std::string gateway;        // "172.31.0.1"
-  std::string mac;            // of the interface inside the namespace
-  std::string ifname;         // "eth0"
-  std::string host_veth;      // host end of the veth pair, a port of the bridge
+  std::string ip;         // "172.31.0.5"
+  int prefix_length = 0;  // 16
+  std::string gateway;    // "172.31.0.1"
+  std::string mac;        // of the interface inside the namespace
+  std::string ifname;     // "eth0"
+  std::string host_veth;  // host end of the veth pair, a port of the bridge
   std::string netns_path;
 };
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <set>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/runtime_util.h"
 
@@ -25,25 +24,23 @@ using rtutil::UniqueFd;
 
 namespace {
 
-constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr const char* kDefaultPath =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// clang-format off
 const std::vector<std::string> kAllCapabilities = {
-    "CHOWN",        "DAC_OVERRIDE",    "DAC_READ_SEARCH", "FOWNER",         "FSETID",
-    "KILL",         "SETGID",          "SETUID",          "SETPCAP",        "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",     "NET_RAW",        "IPC_LOCK",
-    "IPC_OWNER",    "SYS_MODULE",      "SYS_RAWIO",       "SYS_CHROOT",     "SYS_PTRACE",
-    "SYS_PACCT",    "SYS_ADMIN",       "SYS_BOOT",        "SYS_NICE",       "SYS_RESOURCE",
-    "SYS_TIME",     "SYS_TTY_CONFIG",  "MKNOD",           "LEASE",          "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP",        "MAC_OVERRIDE",    "MAC_ADMIN",      "SYSLOG",
-    "WAKE_ALARM",   "BLOCK_SUSPEND",   "AUDIT_READ",      "PERFMON",        "BPF",
-    "CHECKPOINT_RESTORE",
-};
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"};
 
 const std::vector<std::string> kMaskedPaths = {
-    "/proc/asound",       "/proc/acpi",        "/proc/kcore",       "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-    "/proc/scsi",         "/sys/firmware",     "/sys/devices/virtual/powercap",
-};
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap"};
+// clang-format on
 
 const std::vector<std::string> kReadonlyPaths = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
@@ -95,20 +92,21 @@ constexpr uint64_t kCloneNewUser = 0x10000000;
 
 const std::map<std::string, int>& RlimitResources() {
   static const std::map<std::string, int> m = {
-      {"RLIMIT_CPU", RLIMIT_CPU},         {"RLIMIT_FSIZE", RLIMIT_FSIZE},
-      {"RLIMIT_DATA", RLIMIT_DATA},       {"RLIMIT_STACK", RLIMIT_STACK},
-      {"RLIMIT_CORE", RLIMIT_CORE},       {"RLIMIT_RSS", RLIMIT_RSS},
-      {"RLIMIT_NPROC", RLIMIT_NPROC},     {"RLIMIT_NOFILE", RLIMIT_NOFILE},
-      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK}, {"RLIMIT_AS", RLIMIT_AS},
-      {"RLIMIT_LOCKS", RLIMIT_LOCKS},     {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+      {"RLIMIT_CPU", RLIMIT_CPU},           {"RLIMIT_FSIZE", RLIMIT_FSIZE},
+      {"RLIMIT_DATA", RLIMIT_DATA},         {"RLIMIT_STACK", RLIMIT_STACK},
+      {"RLIMIT_CORE", RLIMIT_CORE},         {"RLIMIT_RSS", RLIMIT_RSS},
+      {"RLIMIT_NPROC", RLIMIT_NPROC},       {"RLIMIT_NOFILE", RLIMIT_NOFILE},
+      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},   {"RLIMIT_AS", RLIMIT_AS},
+      {"RLIMIT_LOCKS", RLIMIT_LOCKS},       {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
       {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE},
-      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},
+      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},     {"RLIMIT_RTTIME", RLIMIT_RTTIME},
   };
   return m;
 }
 
 std::string NormalizeCap(std::string cap) {
-  std::transform(cap.begin(), cap.end(), cap.begin(), [](unsigned char c) { return std::toupper(c); });
+  std::transform(cap.begin(), cap.end(), cap.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
   if (rtutil::StartsWith(cap, "CAP_")) {
     cap = cap.substr(4);
   }
@@ -172,11 +170,11 @@ json MountJson(const std::string& destination, const std::string& type, const st
 json StandardMounts() {
   json mounts = json::array();
   mounts.push_back(MountJson("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
-  mounts.push_back(MountJson("/dev", "tmpfs", "tmpfs",
-                             {"nosuid", "strictatime", "mode=755", "size=65536k"}));
-  mounts.push_back(MountJson("/dev/pts", "devpts", "devpts",
-                             {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
-                              "gid=5"}));
+  mounts.push_back(
+      MountJson("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  mounts.push_back(
+      MountJson("/dev/pts", "devpts", "devpts",
+                {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}));
   mounts.push_back(MountJson("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
   mounts.push_back(MountJson("/sys/fs/cgroup", "cgroup", "cgroup",
                              {"nosuid", "noexec", "nodev", "relatime", "ro"}));
@@ -225,8 +223,8 @@ std::vector<std::string> WithDefaultEnv(const ContainerRuntimeSpec& spec) {
 }
 
 json Namespaces(const ContainerRuntimeSpec& spec) {
-  json ns = json::array({{{"type", "pid"}}, {{"type", "mount"}}, {{"type", "uts"}},
-                         {{"type", "ipc"}}});
+  json ns =
+      json::array({{{"type", "pid"}}, {{"type", "mount"}}, {{"type", "uts"}}, {{"type", "ipc"}}});
   if (rtutil::PathExists("/proc/self/ns/cgroup")) {
     ns.push_back({{"type", "cgroup"}});
   }
@@ -270,9 +268,10 @@ OciMount OciMount::Tmpfs(std::string container_path, uint64_t size_bytes,
 
 const std::vector<std::string>& DefaultCapabilities() {
   static const std::vector<std::string> caps = {
-      "CHOWN", "DAC_OVERRIDE", "FSETID",     "FOWNER",           "MKNOD", "NET_RAW",
-      "SETGID", "SETUID",      "SETFCAP",    "SETPCAP",          "NET_BIND_SERVICE",
-      "SYS_CHROOT", "KILL",    "AUDIT_WRITE",
+      "CHOWN",   "DAC_OVERRIDE", "FSETID",           "FOWNER",
+      "MKNOD",   "NET_RAW",      "SETGID",           "SETUID",
+      "SETFCAP", "SETPCAP",      "NET_BIND_SERVICE", "SYS_CHROOT",
+      "KILL",    "AUDIT_WRITE",
   };
   return caps;
 }
@@ -345,37 +344,40 @@ Result<json> BuildOciSpec(const ContainerRuntimeSpec& spec) {
   // A non-root process keeps only the bounding set, as with Docker: file capabilities and
   // setuid binaries can still use it, the process itself holds nothing.
   std::vector<std::string> held = spec.uid == 0 ? cap_names : std::vector<std::string>{};
-  json capabilities = {{"bounding", cap_names}, {"effective", held}, {"permitted", held},
-                       {"inheritable", json::array()}, {"ambient", json::array()}};
+  json capabilities = {{"bounding", cap_names},
+                       {"effective", held},
+                       {"permitted", held},
+                       {"inheritable", json::array()},
+                       {"ambient", json::array()}};
 
   std::vector<std::string> args = spec.args;
   if (spec.init_process_enabled) {
     args.insert(args.begin(), {kContainerInitPath, "--"});
   }
-  json process = {{"terminal", false},
-                  {"user", {{"uid", spec.uid}, {"gid", spec.gid},
-                            {"additionalGids", spec.additional_gids}}},
-                  {"args", args},
-                  {"env", WithDefaultEnv(spec)},
-                  {"cwd", spec.cwd.empty() ? "/" : spec.cwd},
-                  {"capabilities", capabilities},
-                  {"rlimits", *rlimits},
-                  {"noNewPrivileges", true},
-                  {"oomScoreAdj", spec.oom_score_adj}};
+  json process = {
+      {"terminal", false},
+      {"user", {{"uid", spec.uid}, {"gid", spec.gid}, {"additionalGids", spec.additional_gids}}},
+      {"args", args},
+      {"env", WithDefaultEnv(spec)},
+      {"cwd", spec.cwd.empty() ? "/" : spec.cwd},
+      {"capabilities", capabilities},
+      {"rlimits", *rlimits},
+      {"noNewPrivileges", true},
+      {"oomScoreAdj", spec.oom_score_adj}};
 
   json mounts = StandardMounts();
   auto add_etc = [&](const std::string& host, const char* dest) {
     if (!host.empty()) {
-      mounts.push_back(MountJson(dest, "bind", host,
-                                 {"rbind", "rprivate", "nosuid", "nodev", "noexec"}));
+      mounts.push_back(
+          MountJson(dest, "bind", host, {"rbind", "rprivate", "nosuid", "nodev", "noexec"}));
     }
   };
   add_etc(spec.hosts_file, "/etc/hosts");
   add_etc(spec.hostname_file, "/etc/hostname");
   add_etc(spec.resolv_conf_file, "/etc/resolv.conf");
   if (spec.init_process_enabled) {
-    mounts.push_back(MountJson(kContainerInitPath, "bind", spec.init_binary,
-                               {"bind", "ro", "nosuid", "nodev"}));
+    mounts.push_back(
+        MountJson(kContainerInitPath, "bind", spec.init_binary, {"bind", "ro", "nosuid", "nodev"}));
   }
   for (const OciMount& m : spec.extra_mounts) {
     mounts.push_back(MountJson(m.destination, m.type, m.source, m.options));

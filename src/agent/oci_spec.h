@@ -15,11 +15,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 
@@ -62,10 +61,10 @@ struct ContainerRuntimeSpec {
   std::string netns_path;    // the task's namespace; empty = a new, unconnected one
   std::string cgroups_path;  // CgroupManager::ContainerCgroupPath
 
-  uint64_t cpu_shares = 0;                 // 0: not set (kernel default 1024)
-  int64_t memory_limit_bytes = 0;          // 0: only the task limit applies
-  int64_t memory_reservation_bytes = 0;    // 0: not set
-  int64_t pids_limit = 0;                  // 0: not set
+  uint64_t cpu_shares = 0;               // 0: not set (kernel default 1024)
+  int64_t memory_limit_bytes = 0;        // 0: only the task limit applies
+  int64_t memory_reservation_bytes = 0;  // 0: not set
+  int64_t pids_limit = 0;                // 0: not set
 
   /// Fargate's default: nofile 65535. Values above this process's own hard limits are lowered
   /// to them (with a warning), since runc cannot raise a hard limit without CAP_SYS_RESOURCE.

@@ -177,7 +177,7 @@ Result<pid_t> Reaper::Spawn(const SpawnOptions& options) {
   EnsureRunningLocked();
   pid_t pid = -1;
   int rc = posix_spawn(&pid, program.c_str(), setup.actions(), setup.attr(), argv.data(),
-                        options.env ? envp.data() : environ);
+                       options.env ? envp.data() : environ);
   if (rc != 0) {
     return ErrnoError("spawn " + options.argv[0], rc);
   }
@@ -203,6 +203,13 @@ void Reaper::Record(pid_t pid, int status) {
 
 void Reaper::Loop() {
   for (;;) {
+    // Read before waitpid: a child spawned between an ECHILD and the wait below must not be
+    // missed.
+    uint64_t generation;
+    {
+      std::lock_guard lock(mu_);
+      generation = spawn_generation_;
+    }
     int status = 0;
     pid_t pid = waitpid(-1, &status, __WALL);
     if (pid > 0) {
@@ -229,7 +236,6 @@ void Reaper::Loop() {
       running_ = false;
       return;
     }
-    uint64_t generation = spawn_generation_;
     children_cv_.wait_for(lock, std::chrono::milliseconds(200),
                           [&] { return stop_ || spawn_generation_ != generation; });
     if (stop_) {

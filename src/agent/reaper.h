@@ -85,8 +85,8 @@ class Reaper {
   void Record(pid_t pid, int status);
 
   std::mutex mu_;
-  std::condition_variable exited_cv_;   // an exit was recorded
-  std::condition_variable children_cv_; // a child was spawned, or stop was requested
+  std::condition_variable exited_cv_;    // an exit was recorded
+  std::condition_variable children_cv_;  // a child was spawned, or stop was requested
   std::thread thread_;
   bool running_ = false;
   bool stop_ = false;

@@ -2,12 +2,12 @@
 #include "agent/runc.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "agent/reaper.h"
 #include "agent/runtime_util.h"
@@ -155,9 +155,9 @@ Result<std::string> Runc::Simple(const std::vector<std::string>& args, const std
     if (Contains(err, "does not exist")) {
       return NotFoundError(what + ": container does not exist");
     }
-    return InternalError(what + ": " + (err.empty() ? "runc exited with code " +
-                                                          std::to_string(run->exit.exit_code)
-                                                    : err));
+    return InternalError(
+        what + ": " +
+        (err.empty() ? "runc exited with code " + std::to_string(run->exit.exit_code) : err));
   }
   return std::move(run->stdout_data);
 }
@@ -183,8 +183,8 @@ Result<pid_t> Runc::Run(const std::string& id, const std::string& bundle_dir,
   p.kill_process_group = false;
   auto run = RunProcess(p);
   if (!run.ok()) {
-    return Error{run.error().status, run.error().code,
-                 "runc run " + id + ": " + run.error().message, {}};
+    return Error{
+        run.error().status, run.error().code, "runc run " + id + ": " + run.error().message, {}};
   }
   if (run->timed_out || run->exit.exit_code != 0) {
     std::string why = run->timed_out ? "timed out" : LastLoggedError(log_path);
@@ -199,8 +199,8 @@ Result<pid_t> Runc::Run(const std::string& id, const std::string& bundle_dir,
   }
   auto pid = ReadPidFile(pid_path);
   if (!pid.ok()) {
-    return Error{pid.error().status, pid.error().code,
-                 "runc run " + id + ": " + pid.error().message, {}};
+    return Error{
+        pid.error().status, pid.error().code, "runc run " + id + ": " + pid.error().message, {}};
   }
   return *pid;
 }

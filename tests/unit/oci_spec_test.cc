@@ -67,10 +67,10 @@ TEST(OciSpecTest, DefaultsMatchAnUnprivilegedDockerContainer) {
 
   const json& bounding = c["process"]["capabilities"]["bounding"];
   EXPECT_EQ(14u, bounding.size());
-  for (const char* cap : {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
-                          "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP",
-                          "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-                          "CAP_AUDIT_WRITE"}) {
+  for (const char* cap :
+       {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}) {
     EXPECT_TRUE(Has(bounding, cap)) << cap;
   }
   EXPECT_FALSE(Has(bounding, "CAP_SYS_ADMIN"));
@@ -89,8 +89,8 @@ TEST(OciSpecTest, DefaultsMatchAnUnprivilegedDockerContainer) {
 TEST(OciSpecTest, HasStandardMountsAndMaskedPaths) {
   auto config = BuildOciSpec(BasicSpec());
   ASSERT_TRUE(config.ok());
-  for (const char* dest : {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
-                           "/sys/fs/cgroup"}) {
+  for (const char* dest :
+       {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"}) {
     EXPECT_NE(nullptr, FindMount(*config, dest)) << dest;
   }
   EXPECT_TRUE(Has((*FindMount(*config, "/sys"))["options"], "ro"));
@@ -125,12 +125,14 @@ TEST(OciSpecTest, SeccompRefusesDangerousCallsAndAllowsTheRest) {
   const json& seccomp = (*config)["linux"]["seccomp"];
   EXPECT_EQ("SCMP_ACT_ALLOW", seccomp["defaultAction"]);
   std::set<std::string> refused = RefusedNames(seccomp);
+  // clang-format off
   for (const char* name : {"kexec_load", "init_module", "finit_module", "delete_module", "reboot",
                            "swapon", "swapoff", "mount", "umount2", "pivot_root", "unshare",
                            "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
                            "ptrace", "open_by_handle_at", "acct", "quotactl", "settimeofday",
                            "clock_settime", "iopl", "ioperm", "userfaultfd", "process_vm_readv",
                            "process_vm_writev", "kcmp", "move_pages", "set_mempolicy", "mbind"}) {
+    // clang-format on
     EXPECT_EQ(1u, refused.count(name)) << name;
   }
   EXPECT_EQ(0u, refused.count("read"));
@@ -139,8 +141,8 @@ TEST(OciSpecTest, SeccompRefusesDangerousCallsAndAllowsTheRest) {
   bool clone_filter = false;
   for (const json& rule : seccomp["syscalls"]) {
     if (rule.contains("args") && Has(rule["names"], "clone")) {
-      clone_filter = rule["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" &&
-                     rule["args"][0]["value"] == 0x10000000;
+      clone_filter =
+          rule["args"][0]["op"] == "SCMP_CMP_MASKED_EQ" && rule["args"][0]["value"] == 0x10000000;
     }
   }
   EXPECT_TRUE(clone_filter);
@@ -190,7 +192,8 @@ TEST(OciSpecTest, RlimitsAreClampedToOwnHardLimit) {
   ASSERT_TRUE(config.ok());
   const json& rl = (*config)["process"]["rlimits"][0];
   EXPECT_EQ("RLIMIT_NOFILE", rl["type"]);
-  uint64_t expected = own.rlim_max == RLIM_INFINITY ? 65535 : std::min<uint64_t>(65535, own.rlim_max);
+  uint64_t expected =
+      own.rlim_max == RLIM_INFINITY ? 65535 : std::min<uint64_t>(65535, own.rlim_max);
   EXPECT_EQ(expected, rl["hard"].get<uint64_t>());
   EXPECT_EQ(expected, rl["soft"].get<uint64_t>());
 }
@@ -265,9 +268,10 @@ class UserResolutionTest : public ::testing::Test {
     ASSERT_NE(nullptr, mkdtemp(tmpl));
     rootfs_ = tmpl;
     std::filesystem::create_directories(rootfs_ + "/etc");
-    std::ofstream(rootfs_ + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\n"
-                                              "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-                                              "app:x:1000:1001:App:/home/app:/bin/sh\n";
+    std::ofstream(rootfs_ + "/etc/passwd")
+        << "root:x:0:0:root:/root:/bin/sh\n"
+           "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+           "app:x:1000:1001:App:/home/app:/bin/sh\n";
     std::ofstream(rootfs_ + "/etc/group") << "root:x:0:root\n"
                                              "wheel:x:10:root,app\n"
                                              "appgrp:x:1001:\n"
@@ -360,7 +364,8 @@ TEST(TaskEtcFilesTest, RendersHostsHostnameAndResolvConf) {
   EXPECT_NE(std::string::npos, files.resolv_conf.find("search example.internal\n"));
 
   spec.nameservers = {"172.31.0.1"};
-  EXPECT_NE(std::string::npos, RenderTaskEtcFiles(spec).resolv_conf.find("nameserver 172.31.0.1\n"));
+  EXPECT_NE(std::string::npos,
+            RenderTaskEtcFiles(spec).resolv_conf.find("nameserver 172.31.0.1\n"));
 }
 
 TEST(TaskEtcFilesTest, WritesTheFiles) {
