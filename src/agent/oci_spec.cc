@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <set>
 
 #include "agent/runtime_util.h"
@@ -140,6 +141,18 @@ Result<std::vector<std::string>> EffectiveCapabilities(const ContainerRuntimeSpe
   return std::vector<std::string>(caps.begin(), caps.end());
 }
 
+// Every container of every task would repeat the same warning; say it once per limit.
+void WarnClampedOnce(const OciRlimit& wanted, uint64_t hard) {
+  static std::mutex mu;
+  static std::set<std::string> warned;
+  std::lock_guard lock(mu);
+  std::string key = wanted.type + "/" + std::to_string(wanted.hard);
+  if (warned.insert(key).second) {
+    spdlog::warn("rlimit {} lowered from {}/{} to the agent's hard limit {}", wanted.type,
+                 wanted.soft, wanted.hard, hard);
+  }
+}
+
 Result<json> BuildRlimits(const std::vector<OciRlimit>& rlimits) {
   json out = json::array();
   for (const OciRlimit& r : rlimits) {
@@ -152,8 +165,7 @@ Result<json> BuildRlimits(const std::vector<OciRlimit>& rlimits) {
     struct rlimit own;
     // Without CAP_SYS_RESOURCE runc cannot set a hard limit above the one it inherits from us.
     if (getrlimit(it->second, &own) == 0 && own.rlim_max != RLIM_INFINITY && hard > own.rlim_max) {
-      spdlog::warn("rlimit {} lowered from {}/{} to the agent's hard limit {}", r.type, soft, hard,
-                   static_cast<uint64_t>(own.rlim_max));
+      WarnClampedOnce(r, own.rlim_max);
       hard = own.rlim_max;
     }
     soft = std::min(soft, hard);
@@ -362,8 +374,10 @@ Result<json> BuildOciSpec(const ContainerRuntimeSpec& spec) {
       {"cwd", spec.cwd.empty() ? "/" : spec.cwd},
       {"capabilities", capabilities},
       {"rlimits", *rlimits},
-      {"noNewPrivileges", true},
-      {"oomScoreAdj", spec.oom_score_adj}};
+      {"noNewPrivileges", true}};
+  if (spec.oom_score_adj) {
+    process["oomScoreAdj"] = *spec.oom_score_adj;
+  }
 
   json mounts = StandardMounts();
   auto add_etc = [&](const std::string& host, const char* dest) {

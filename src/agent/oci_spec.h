@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,7 +85,9 @@ struct ContainerRuntimeSpec {
   std::string resolv_conf_file;
 
   std::map<std::string, std::string> sysctls;  // namespaced sysctls (net.*, kernel.shm*, ...)
-  int oom_score_adj = 0;
+  /// Unset: inherited from the agent. Lowering it below the agent's own needs
+  /// CAP_SYS_RESOURCE, which the agent may lack.
+  std::optional<int> oom_score_adj;
 };
 
 /// Docker's default capability set, without the CAP_ prefix.

@@ -9,6 +9,7 @@
 // of it is left: no namespace file, veth, cgroup directory, runc container or mount.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -475,6 +476,12 @@ TEST_F(RuntimeTest, CniAddAndIdempotentDel) {
   ASSERT_TRUE(shown.ok());
   EXPECT_NE(std::string::npos, shown->stdout_data.find("inet " + o.gateway + "/24"));
 
+  // A plugin's CNI error object comes back as the error message.
+  auto broken = cni_->Add(task.id + "x", "/run/netns/" + task.id + "-missing");
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(std::string::npos, broken.error().message.find("CNI loopback ADD failed (code"))
+      << broken.error().message;
+
   auto start = Clock::now();
   ASSERT_TRUE(cni_->Del(task.id, task.netns_path).ok());
   std::cout << "[timing] CNI DEL " << MillisSince(start) << " ms\n";
@@ -701,6 +708,71 @@ TEST_F(RuntimeTest, InitReapsZombies) {
   }
   StopTask(task);
   ExpectNoLeaks();
+}
+
+TEST_F(RuntimeTest, ContainerIsConfinedLikeDocker) {
+  TestTask task = StartTask(256, 128);
+  auto c = RunContainer(task, "confined", {"sleep", "100"});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  auto exec = [&](const std::string& script) {
+    auto r = runc_->Exec(c->id, {"sh", "-c", script}, {}, milliseconds(5000));
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.ok() ? *r : ExecResult{-1, false, ""};
+  };
+
+  // Docker's default capability set, no new privileges, a seccomp filter.
+  auto status = exec("cat /proc/self/status");
+  EXPECT_NE(std::string::npos, status.output.find("CapEff:\t00000000a80425fb")) << status.output;
+  EXPECT_NE(std::string::npos, status.output.find("CapBnd:\t00000000a80425fb"));
+  EXPECT_NE(std::string::npos, status.output.find("NoNewPrivs:\t1"));
+  EXPECT_NE(std::string::npos, status.output.find("Seccomp:\t2"));
+
+  // unshare needs no capability for a user namespace, so only the profile stops it.
+  ProcessOptions host_unshare;
+  host_unshare.argv = {"unshare", "-U", "true"};
+  auto on_host = RunProcess(host_unshare);
+  if (on_host.ok() && on_host->exit.exit_code == 0) {
+    auto inside = exec("unshare -U true");
+    EXPECT_NE(0, inside.exit_code);
+    EXPECT_NE(std::string::npos, inside.output.find("Operation not permitted")) << inside.output;
+  }
+
+  // Masked and read-only paths, a read-only rootfs, the clamped open-files limit.
+  // /proc/timer_list is readable on the host (checked here) and masked in the container.
+  if (!ReadOr("/proc/timer_list").empty()) {
+    EXPECT_EQ("0\n", exec("wc -c < /proc/timer_list").output);
+  }
+  EXPECT_NE(0, exec("echo 1 > /proc/sys/kernel/ns_last_pid").exit_code);
+  EXPECT_NE(0, exec("touch /bin/new-file").exit_code);
+  EXPECT_EQ(0, exec("touch /tmp/new-file").exit_code);
+  struct rlimit own;
+  ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &own));
+  uint64_t nofile = std::min<uint64_t>(65535, own.rlim_max);
+  EXPECT_EQ(std::to_string(nofile) + "\n", exec("ulimit -n").output);
+  // Devices are limited to the default set.
+  EXPECT_NE(0, exec("mknod /tmp/sda b 8 0 && head -c1 /tmp/sda").exit_code);
+
+  // A user named in the image runs without capabilities.
+  auto nobody = ResolveContainerUser(rootfs_, "nobody");
+  ASSERT_TRUE(nobody.ok()) << nobody.error().message;
+  auto unprivileged = RunContainer(task, "nobody", {"sleep", "100"}, [&](ContainerRuntimeSpec& s) {
+    s.uid = nobody->uid;
+    s.gid = nobody->gid;
+    s.additional_gids = nobody->additional_gids;
+  });
+  ASSERT_TRUE(unprivileged.ok()) << unprivileged.error().message;
+  auto id =
+      runc_->Exec(unprivileged->id, {"sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"}, {},
+                  milliseconds(5000));
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ("65534\n65534\nCapEff:\t0000000000000000\n", id->output);
+
+  for (const TestContainer* x : {&*c, &*unprivileged}) {
+    ASSERT_TRUE(runc_->Kill(x->id, SIGKILL).ok());
+    EXPECT_TRUE(Reaper::Instance().Wait(x->pid, milliseconds(5000)).has_value());
+    RemoveContainer(*x);
+  }
+  StopTask(task);
 }
 
 TEST_F(RuntimeTest, RuncErrorsAreReported) {
