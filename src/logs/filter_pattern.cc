@@ -14,7 +14,9 @@ Error PatternError(std::string message) {
   return ClientError("InvalidParameterException", std::move(message));
 }
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 }  // namespace
 

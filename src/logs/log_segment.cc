@@ -49,7 +49,7 @@ uint32_t Crc32cSoftware(const uint8_t* p, size_t n, uint32_t crc) {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) uint32_t Crc32cHardware(const uint8_t* p, size_t n,
-                                                           uint32_t crc) {
+                                                          uint32_t crc) {
   uint64_t c = ~crc & 0xffffffffu;
   while (n >= 8) {
     uint64_t word;
@@ -221,8 +221,7 @@ Result<std::unique_ptr<Segment>> Segment::Create(const std::string& path, uint64
   return seg;
 }
 
-Result<std::unique_ptr<Segment>> Segment::Open(const std::string& path, uint64_t seq,
-                                               bool verify,
+Result<std::unique_ptr<Segment>> Segment::Open(const std::string& path, uint64_t seq, bool verify,
                                                std::vector<BlockLocation>* blocks) {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
@@ -239,8 +238,7 @@ Result<std::unique_ptr<Segment>> Segment::Open(const std::string& path, uint64_t
 
   // A segment whose own header never reached the disk holds nothing.
   char head[kSegmentHeaderSize];
-  if (file_size < kSegmentHeaderSize ||
-      !PreadAll(fd, head, sizeof(head), 0, path).ok() ||
+  if (file_size < kSegmentHeaderSize || !PreadAll(fd, head, sizeof(head), 0, path).ok() ||
       std::memcmp(head, kSegmentMagic, sizeof(kSegmentMagic)) != 0) {
     if (file_size >= kSegmentHeaderSize) {
       return ServerError("segment " + path + " has no valid header");
@@ -266,8 +264,7 @@ Result<std::unique_ptr<Segment>> Segment::Open(const std::string& path, uint64_t
     BlockHeader h;
     if (good) {
       h = ParseHeader(raw);
-      good = h.payload_len <= kMaxPayload &&
-             file_size - offset - kBlockHeaderSize >= h.payload_len;
+      good = h.payload_len <= kMaxPayload && file_size - offset - kBlockHeaderSize >= h.payload_len;
     }
     if (good && verify) {
       buf.resize(h.payload_len);
@@ -293,14 +290,11 @@ Result<std::unique_ptr<Segment>> Segment::Open(const std::string& path, uint64_t
   return seg;
 }
 
-Result<uint64_t> Segment::Append(std::string_view block, bool sync) {
+Result<uint64_t> Segment::Write(std::string_view block) {
   const uint64_t at = size_;
   Status written = PwriteAll(fd_, block.data(), block.size(), at, path_);
-  if (written.ok() && sync && ::fdatasync(fd_) != 0) {
-    written = IoError("sync", path_, errno);
-  }
   if (!written.ok()) {
-    // Leave no partial block behind for the next append to write after.
+    // Leave no partial block behind for the next write to follow.
     if (::ftruncate(fd_, static_cast<off_t>(at)) != 0) {
       spdlog::error("logs: cannot cut {} back to {} bytes: {}", path_, at, std::strerror(errno));
     }
@@ -308,6 +302,21 @@ Result<uint64_t> Segment::Append(std::string_view block, bool sync) {
   }
   size_ = at + block.size();
   return at + kBlockHeaderSize;
+}
+
+Status Segment::Sync() const {
+  if (::fdatasync(fd_) != 0) {
+    return IoError("sync", path_, errno);
+  }
+  return Ok();
+}
+
+Status Segment::Truncate(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    return IoError("truncate", path_, errno);
+  }
+  size_ = size;
+  return Ok();
 }
 
 Status Segment::ReadAt(uint64_t offset, size_t len, std::string* out) const {

@@ -13,8 +13,8 @@
 // torn or corrupt, which is how a crash in the middle of an unacknowledged
 // append is undone.
 //
-// Thread-safety: a Segment's reads (ReadAt) may run concurrently with each
-// other and with Append; Append calls must be serialized by the caller.
+// Thread-safety: ReadAt and Sync may run concurrently with anything; Write and
+// Truncate calls must be serialized by the caller.
 #pragma once
 
 #include <cstdint>
@@ -66,8 +66,7 @@ std::string EncodeBlock(std::span<const InputEvent> events, int64_t first_id,
 
 /// Decodes a block payload into records, appending to `out`. Returns false when
 /// the payload does not hold exactly `header.count` well-formed records.
-bool DecodeBlock(std::string_view payload, const BlockHeader& header,
-                 std::vector<RecordView>* out);
+bool DecodeBlock(std::string_view payload, const BlockHeader& header, std::vector<RecordView>* out);
 
 /// A block as found in a segment: its header and where its payload starts.
 struct BlockLocation {
@@ -88,14 +87,19 @@ class Segment {
   /// Opens an existing segment and lists its blocks. With `verify`, checks
   /// every block's CRC and truncates a torn or corrupt tail; without it, trusts
   /// the payloads and only walks the headers (still truncating a short tail).
-  static Result<std::unique_ptr<Segment>> Open(const std::string& path, uint64_t seq,
-                                               bool verify,
+  static Result<std::unique_ptr<Segment>> Open(const std::string& path, uint64_t seq, bool verify,
                                                std::vector<BlockLocation>* blocks);
 
-  /// Appends one encoded block (from EncodeBlock) at the end of the file and,
-  /// with `sync`, waits until it is on stable storage. Returns where the
-  /// block's payload starts. On failure the file is cut back to its old size.
-  Result<uint64_t> Append(std::string_view block, bool sync);
+  /// Writes one encoded block (from EncodeBlock) at the end of the file,
+  /// without syncing. Returns where the block's payload starts. On failure
+  /// the file is cut back to its old size.
+  Result<uint64_t> Write(std::string_view block);
+
+  /// Waits until everything written so far is on stable storage.
+  Status Sync() const;
+
+  /// Cuts the file back to `size` bytes (dropping blocks whose sync failed).
+  Status Truncate(uint64_t size);
 
   /// Reads `len` bytes at `offset` into `out`.
   Status ReadAt(uint64_t offset, size_t len, std::string* out) const;

@@ -5,14 +5,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <numeric>
 #include <system_error>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
 namespace berth::logs {
 
@@ -42,6 +43,18 @@ struct BlockRef {
   uint64_t MessageBytes() const { return h.payload_len - kRecordOverhead * h.count; }
 };
 
+// How an append ended, filled in by whichever appender synced its block.
+struct AppendOutcome {
+  bool done = false;
+  Status status;
+};
+
+struct PendingBlock {
+  BlockRef ref;
+  Segment* segment = nullptr;
+  std::shared_ptr<AppendOutcome> outcome;
+};
+
 struct StreamStats {
   uint64_t count = 0;
   int64_t first_ts = 0;
@@ -56,11 +69,17 @@ struct StreamState {
   int64_t creation_time = 0;
   std::string dir;
 
-  // Serializes appends, sweeps and deletion of this stream.
+  // Serializes writes, sweeps and deletion of this stream, and guards the
+  // members up to index_mu.
   std::mutex append_mu;
   Segment* active = nullptr;  // where appends go; null until the first append
   int64_t active_since = 0;   // ingestion time of the active segment's first block
   uint64_t next_seq = 1;
+  // Group commit: blocks written but not yet synced, in write (and id)
+  // order. One appender at a time syncs on behalf of all of them.
+  std::deque<PendingBlock> pending;
+  bool syncing = false;
+  std::condition_variable sync_cv;
 
   // Guards everything below; readers hold it shared for a whole query.
   mutable std::shared_mutex index_mu;
@@ -132,14 +151,14 @@ Status ReadBlock(const BlockRef& b, std::string* buf, std::vector<RecordView>* r
   recs->clear();
   recs->reserve(b.h.count);
   if (!DecodeBlock(*buf, b.h, recs)) {
-    return ServerError(fmt::format("logs: corrupt block at offset {} of {}", b.payload_offset,
-                                   b.segment->path()));
+    return ServerError(
+        fmt::format("logs: corrupt block at offset {} of {}", b.payload_offset, b.segment->path()));
   }
   return Ok();
 }
 
-void AddToStats(StreamStats& st, int64_t min_ts, int64_t max_ts, int64_t ingestion,
-                uint64_t count, uint64_t bytes) {
+void AddToStats(StreamStats& st, int64_t min_ts, int64_t max_ts, int64_t ingestion, uint64_t count,
+                uint64_t bytes) {
   if (st.count == 0) {
     st.first_ts = min_ts;
     st.last_ts = max_ts;
@@ -163,8 +182,7 @@ Status RecomputeStats(StreamState& s, const std::vector<Watermark>& expired) {
       continue;
     }
     if (!PartlyHidden(expired, b)) {
-      AddToStats(s.stats, b.h.min_ts, b.h.max_ts, b.h.ingestion_time, b.h.count,
-                 b.MessageBytes());
+      AddToStats(s.stats, b.h.min_ts, b.h.max_ts, b.h.ingestion_time, b.h.count, b.MessageBytes());
       continue;
     }
     BERTH_TRY(ReadBlock(b, &buf, &recs));
@@ -182,9 +200,8 @@ void RebuildIndex(StreamState& s) {
   const size_t n = s.blocks.size();
   s.by_min.resize(n);
   std::iota(s.by_min.begin(), s.by_min.end(), 0);
-  std::sort(s.by_min.begin(), s.by_min.end(), [&](uint32_t a, uint32_t b) {
-    return s.blocks[a].MinKey() < s.blocks[b].MinKey();
-  });
+  std::sort(s.by_min.begin(), s.by_min.end(),
+            [&](uint32_t a, uint32_t b) { return s.blocks[a].MinKey() < s.blocks[b].MinKey(); });
   s.by_min_hi.resize(n);
   for (size_t i = 0; i < n; ++i) {
     EventKey k = s.blocks[s.by_min[i]].MaxKey();
@@ -192,9 +209,8 @@ void RebuildIndex(StreamState& s) {
   }
   s.by_max.resize(n);
   std::iota(s.by_max.begin(), s.by_max.end(), 0);
-  std::sort(s.by_max.begin(), s.by_max.end(), [&](uint32_t a, uint32_t b) {
-    return s.blocks[a].MaxKey() < s.blocks[b].MaxKey();
-  });
+  std::sort(s.by_max.begin(), s.by_max.end(),
+            [&](uint32_t a, uint32_t b) { return s.blocks[a].MaxKey() < s.blocks[b].MaxKey(); });
   s.by_max_lo.resize(n);
   for (size_t i = n; i-- > 0;) {
     EventKey k = s.blocks[s.by_max[i]].MinKey();
@@ -382,15 +398,16 @@ class TimeCursor final : public EventSource {
     block->pos = static_cast<size_t>(it - block->recs.begin());
     if (block->pos < block->recs.size()) {
       heap_.push_back(std::move(block));
-      std::push_heap(heap_.begin(), heap_.end(), [this](const auto& x, const auto& y) {
-        return Later(this, x, y);
-      });
+      std::push_heap(heap_.begin(), heap_.end(),
+                     [this](const auto& x, const auto& y) { return Later(this, x, y); });
     }
     return Ok();
   }
 
   void Advance() {
-    auto later = [this](const auto& x, const auto& y) { return Later(this, x, y); };
+    auto later = [this](const auto& x, const auto& y) {
+      return Later(this, x, y);
+    };
     std::pop_heap(heap_.begin(), heap_.end(), later);
     auto& block = heap_.back();
     if (++block->pos == block->recs.size()) {
@@ -414,8 +431,7 @@ class TimeCursor final : public EventSource {
 // Requires the stream's index_mu held (shared) for the cursor's lifetime.
 class IdCursor final : public EventSource {
  public:
-  IdCursor(const StreamState& s, int64_t after, int64_t upto,
-           const std::vector<Watermark>& expired)
+  IdCursor(const StreamState& s, int64_t after, int64_t upto, const std::vector<Watermark>& expired)
       : s_(s), after_(after), upto_(upto), expired_(expired) {
     auto it = std::upper_bound(s.blocks.begin(), s.blocks.end(), after,
                                [](int64_t id, const BlockRef& b) { return id < b.LastId(); });
@@ -623,7 +639,9 @@ class Stmt {
   }
 
  private:
-  Error Failure() const { return ServerError(std::string("logs metadata: ") + sqlite3_errmsg(db_)); }
+  Error Failure() const {
+    return ServerError(std::string("logs metadata: ") + sqlite3_errmsg(db_));
+  }
 
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
@@ -692,7 +710,9 @@ CREATE TABLE IF NOT EXISTS log_meta (
 );
 )sql";
 
-std::string SegmentName(uint64_t seq) { return fmt::format("{:016d}.seg", seq); }
+std::string SegmentName(uint64_t seq) {
+  return fmt::format("{:016d}.seg", seq);
+}
 
 }  // namespace
 
@@ -713,8 +733,7 @@ int64_t LogStore::NowMs() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-Result<std::unique_ptr<LogStore>> LogStore::Open(const std::string& dir,
-                                                 LogStoreOptions options) {
+Result<std::unique_ptr<LogStore>> LogStore::Open(const std::string& dir, LogStoreOptions options) {
   std::unique_ptr<LogStore> store(new LogStore(dir, options));
   BERTH_TRY(store->Init());
   return store;
@@ -897,8 +916,7 @@ std::shared_ptr<GroupState> LogStore::FindGroup(const std::string& name) const {
   return it == groups_.end() ? nullptr : it->second;
 }
 
-Status LogStore::CreateGroupLocked(const std::string& name, GroupOptions options,
-                                   int64_t now_ms) {
+Status LogStore::CreateGroupLocked(const std::string& name, GroupOptions options, int64_t now_ms) {
   if (groups_.count(name) != 0) {
     return ClientError("ResourceAlreadyExistsException", "The specified log group already exists");
   }
@@ -957,13 +975,7 @@ Status LogStore::DeleteGroup(const std::string& name) {
     groups_.erase(name);
   }
   for (auto& s : doomed) {
-    std::lock_guard append(s->append_mu);
-    std::unique_lock index(s->index_mu);
-    s->deleted = true;
-    s->active = nullptr;
-    s->blocks.clear();
-    RebuildIndex(*s);
-    s->segments.clear();
+    RetireStream(*s);
     RemoveStreamFiles(*s);
   }
   return SyncDirectory(dir_ + "/streams");
@@ -1016,8 +1028,8 @@ Status LogStore::SetRetention(const std::string& name, std::optional<int> days) 
   return Ok();
 }
 
-Status LogStore::TagGroup(const std::string& name,
-                          const std::map<std::string, std::string>& tags, size_t max_tags) {
+Status LogStore::TagGroup(const std::string& name, const std::map<std::string, std::string>& tags,
+                          size_t max_tags) {
   std::unique_lock lock(mu_);
   auto g = FindGroup(name);
   if (!g) {
@@ -1060,11 +1072,9 @@ Status LogStore::UntagGroup(const std::string& name, const std::vector<std::stri
 // ---------------------------------------------------------------------------
 // Streams
 
-Status LogStore::CreateStreamLocked(GroupState& group, const std::string& stream,
-                                    int64_t now_ms) {
+Status LogStore::CreateStreamLocked(GroupState& group, const std::string& stream, int64_t now_ms) {
   if (group.streams.count(stream) != 0) {
-    return ClientError("ResourceAlreadyExistsException",
-                       "The specified log stream already exists");
+    return ClientError("ResourceAlreadyExistsException", "The specified log stream already exists");
   }
   BERTH_TRY(Stmt(db_, "INSERT INTO log_streams (group_id, name, creation_time) VALUES (?, ?, ?)")
                 .Bind(1, group.id)
@@ -1080,8 +1090,7 @@ Status LogStore::CreateStreamLocked(GroupState& group, const std::string& stream
   return Ok();
 }
 
-Status LogStore::CreateStream(const std::string& group, const std::string& stream,
-                              int64_t now_ms) {
+Status LogStore::CreateStream(const std::string& group, const std::string& stream, int64_t now_ms) {
   std::unique_lock lock(mu_);
   auto g = FindGroup(group);
   if (!g) {
@@ -1090,8 +1099,7 @@ Status LogStore::CreateStream(const std::string& group, const std::string& strea
   return CreateStreamLocked(*g, stream, now_ms);
 }
 
-Status LogStore::EnsureStream(const std::string& group, const std::string& stream,
-                              int64_t now_ms) {
+Status LogStore::EnsureStream(const std::string& group, const std::string& stream, int64_t now_ms) {
   std::unique_lock lock(mu_);
   auto g = FindGroup(group);
   if (!g) {
@@ -1121,15 +1129,7 @@ Status LogStore::DeleteStream(const std::string& group, const std::string& strea
     s = it->second;
     g->streams.erase(it);
   }
-  {
-    std::lock_guard append(s->append_mu);
-    std::unique_lock index(s->index_mu);
-    s->deleted = true;
-    s->active = nullptr;
-    s->blocks.clear();
-    RebuildIndex(*s);
-    s->segments.clear();
-  }
+  RetireStream(*s);
   RemoveStreamFiles(*s);
   return SyncDirectory(dir_ + "/streams");
 }
@@ -1153,8 +1153,7 @@ StreamInfo InfoOf(const StreamState& s) {
 
 }  // namespace
 
-Result<StreamInfo> LogStore::GetStream(const std::string& group,
-                                       const std::string& stream) const {
+Result<StreamInfo> LogStore::GetStream(const std::string& group, const std::string& stream) const {
   std::shared_lock lock(mu_);
   auto g = FindGroup(group);
   if (!g) {
@@ -1184,9 +1183,9 @@ Result<std::vector<StreamInfo>> LogStore::ListStreams(const std::string& group,
   return out;
 }
 
-Result<std::shared_ptr<StreamState>> LogStore::FindStream(
-    const std::string& group, const std::string& stream,
-    std::vector<Watermark>* expired) const {
+Result<std::shared_ptr<StreamState>> LogStore::FindStream(const std::string& group,
+                                                          const std::string& stream,
+                                                          std::vector<Watermark>* expired) const {
   std::shared_lock lock(mu_);
   auto g = FindGroup(group);
   if (!g) {
@@ -1289,7 +1288,9 @@ Result<AppendResult> LogStore::Append(const std::string& group, const std::strin
   }
   // Stored blocks are sorted by timestamp; sort a copy only when needed.
   std::vector<InputEvent> sorted;
-  auto by_time = [](const InputEvent& a, const InputEvent& b) { return a.timestamp < b.timestamp; };
+  auto by_time = [](const InputEvent& a, const InputEvent& b) {
+    return a.timestamp < b.timestamp;
+  };
   if (!std::is_sorted(events.begin(), events.end(), by_time)) {
     sorted.assign(events.begin(), events.end());
     std::stable_sort(sorted.begin(), sorted.end(), by_time);
@@ -1301,15 +1302,17 @@ Result<AppendResult> LogStore::Append(const std::string& group, const std::strin
     return found.error();
   }
   StreamState& s = **found;
-  std::lock_guard append(s.append_mu);
+  std::unique_lock lock(s.append_mu);
   if (s.deleted) {
     return StreamNotFound();
   }
 
+  // Ids are taken and the block written under append_mu, so the stream's
+  // blocks lie in its files in id order.
   const auto count = static_cast<int64_t>(events.size());
   int64_t first_id;
   {
-    std::lock_guard lock(id_mu_);
+    std::lock_guard ids(id_mu_);
     first_id = next_id_;
     next_id_ += count;
     inflight_.insert(first_id);
@@ -1320,30 +1323,130 @@ Result<AppendResult> LogStore::Append(const std::string& group, const std::strin
     FinishIds(first_id);
     return seg.error();
   }
-  auto offset = (*seg)->Append(block, options_.sync);
+  auto offset = (*seg)->Write(block);
   if (!offset.ok()) {
     FinishIds(first_id);
     return offset.error();
   }
 
-  BlockRef ref;
-  ref.segment = *seg;
-  ref.payload_offset = *offset;
-  ref.h.payload_len = static_cast<uint32_t>(block.size() - kBlockHeaderSize);
-  ref.h.count = static_cast<uint32_t>(count);
-  ref.h.first_id = first_id;
-  ref.h.min_ts = events.front().timestamp;
-  ref.h.max_ts = events.back().timestamp;
-  ref.h.ingestion_time = now_ms;
+  PendingBlock pending;
+  pending.segment = *seg;
+  pending.ref.segment = *seg;
+  pending.ref.payload_offset = *offset;
+  pending.ref.h.payload_len = static_cast<uint32_t>(block.size() - kBlockHeaderSize);
+  pending.ref.h.count = static_cast<uint32_t>(count);
+  pending.ref.h.first_id = first_id;
+  pending.ref.h.min_ts = events.front().timestamp;
+  pending.ref.h.max_ts = events.back().timestamp;
+  pending.ref.h.ingestion_time = now_ms;
+  pending.outcome = std::make_shared<AppendOutcome>();
+  auto outcome = pending.outcome;
+  const int64_t last_id = pending.ref.LastId();
+  s.pending.push_back(std::move(pending));
+
+  // Group commit: while another appender's sync is running, more blocks
+  // queue up; the next sync covers them all.
+  while (!outcome->done) {
+    if (s.syncing) {
+      s.sync_cv.wait(lock);
+    } else {
+      SyncRound(s, lock);
+    }
+  }
+  if (!outcome->status.ok()) {
+    return outcome->status.error();
+  }
+  return AppendResult{first_id, last_id, static_cast<size_t>(count)};
+}
+
+void LogStore::SyncRound(StreamState& s, std::unique_lock<std::mutex>& lock) {
+  s.syncing = true;
+  const size_t batch = s.pending.size();
+  std::vector<Segment*> segments;
+  for (size_t i = 0; i < batch; ++i) {
+    if (std::find(segments.begin(), segments.end(), s.pending[i].segment) == segments.end()) {
+      segments.push_back(s.pending[i].segment);
+    }
+  }
+  // Segments with pending blocks are neither deleted nor swept while a sync
+  // runs (see RetireStream and SweepStream), so they stay valid unlocked.
+  lock.unlock();
+  Status synced = Ok();
+  if (options_.sync) {
+    for (Segment* seg : segments) {
+      synced = seg->Sync();
+      if (!synced.ok()) {
+        break;
+      }
+    }
+  }
+  lock.lock();
+
+  if (synced.ok()) {
+    {
+      std::unique_lock index(s.index_mu);
+      for (size_t i = 0; i < batch; ++i) {
+        const BlockRef& ref = s.pending[i].ref;
+        s.blocks.push_back(ref);
+        IndexBlock(s, static_cast<uint32_t>(s.blocks.size() - 1));
+        AddToStats(s.stats, ref.h.min_ts, ref.h.max_ts, ref.h.ingestion_time, ref.h.count,
+                   ref.MessageBytes());
+        s.last_event_id = ref.LastId();
+      }
+    }
+    for (size_t i = 0; i < batch; ++i) {
+      FinishIds(s.pending[i].ref.h.first_id);
+      s.pending[i].outcome->done = true;
+    }
+    s.pending.erase(s.pending.begin(), s.pending.begin() + static_cast<ptrdiff_t>(batch));
+  } else {
+    // What a failed sync left on disk is unknown. Every unsynced block sits
+    // after the last synced one in its segment, so cut them all off and fail
+    // their appends, including blocks written while the sync ran.
+    spdlog::error("logs: sync of stream {} failed: {}", s.name, synced.error().message);
+    std::map<Segment*, uint64_t> cut;
+    for (const auto& p : s.pending) {
+      const uint64_t start = p.ref.payload_offset - kBlockHeaderSize;
+      auto [it, fresh] = cut.emplace(p.segment, start);
+      if (!fresh) {
+        it->second = std::min(it->second, start);
+      }
+    }
+    for (auto& [seg, size] : cut) {
+      Status st = seg->Truncate(size);
+      if (!st.ok()) {
+        spdlog::error("logs: {}", st.error().message);
+      }
+    }
+    for (auto& p : s.pending) {
+      FinishIds(p.ref.h.first_id);
+      p.outcome->done = true;
+      p.outcome->status = synced;
+    }
+    s.pending.clear();
+  }
+  s.syncing = false;
+  s.sync_cv.notify_all();
+}
+
+void LogStore::RetireStream(StreamState& s) {
+  std::unique_lock lock(s.append_mu);
+  s.sync_cv.wait(lock, [&] { return !s.syncing; });
+  for (auto& p : s.pending) {
+    FinishIds(p.ref.h.first_id);
+    p.outcome->done = true;
+    p.outcome->status = StreamNotFound();
+  }
+  s.pending.clear();
   {
     std::unique_lock index(s.index_mu);
-    s.blocks.push_back(ref);
-    IndexBlock(s, static_cast<uint32_t>(s.blocks.size() - 1));
-    AddToStats(s.stats, ref.h.min_ts, ref.h.max_ts, now_ms, ref.h.count, ref.MessageBytes());
-    s.last_event_id = ref.LastId();
+    s.deleted = true;
+    s.active = nullptr;
+    s.blocks.clear();
+    RebuildIndex(s);
+    s.segments.clear();
   }
-  FinishIds(first_id);
-  return AppendResult{first_id, ref.LastId(), static_cast<size_t>(count)};
+  s.sync_cv.notify_all();
 }
 
 int64_t LogStore::VisibleEventId() const {
@@ -1477,6 +1580,12 @@ Result<FilterPage> LogStore::Filter(const std::string& group, const FilterQuery&
 }
 
 Result<FollowPage> LogStore::Follow(const std::string& group, const FollowQuery& query) const {
+  {
+    std::shared_lock meta(mu_);
+    if (!FindGroup(group)) {
+      return GroupNotFound();
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + query.wait;
   int64_t after = query.after_event_id;
   while (true) {
@@ -1591,11 +1700,15 @@ Status LogStore::SweepStream(StreamState& s, const std::vector<Watermark>& expir
   if (s.deleted) {
     return Ok();
   }
-  // A segment can go once every block in it has expired.
+  // A segment can go once every block in it has expired. Segments with blocks
+  // still waiting for their sync stay, whatever they hold.
   std::map<const Segment*, bool> live;
   for (const auto& b : s.blocks) {
     bool& l = live[b.segment];
     l = l || !FullyHidden(expired, b);
+  }
+  for (const auto& p : s.pending) {
+    live[p.segment] = true;
   }
   std::vector<std::unique_ptr<Segment>> doomed;
   for (auto it = s.segments.begin(); it != s.segments.end();) {

@@ -27,8 +27,9 @@
 // ServerException for I/O failures.
 //
 // Thread-safety: every method may be called from any thread. Appends to
-// different streams run in parallel (each syncs its own segment); appends to
-// one stream are serialized.
+// different streams sync in parallel; concurrent appends to one stream share
+// their syncs (group commit): each fdatasync covers every batch written
+// while the previous one ran.
 #pragma once
 
 #include <chrono>
@@ -173,9 +174,9 @@ struct SweepStats {
 };
 
 struct LogStoreOptions {
-  uint64_t segment_bytes = 64ull << 20;       // roll a segment past this size
+  uint64_t segment_bytes = 64ull << 20;             // roll a segment past this size
   int64_t segment_max_age_ms = 24 * 3600 * 1000LL;  // or when its first block is this old
-  bool sync = true;                           // fdatasync each append (off only in benchmarks)
+  bool sync = true;  // fdatasync each append (off only in benchmarks)
   size_t filter_scan_budget = 4'000'000;
 };
 
@@ -265,13 +266,17 @@ class LogStore {
   Status CreateGroupLocked(const std::string& name, GroupOptions options, int64_t now_ms);
   Status CreateStreamLocked(GroupState& group, const std::string& stream, int64_t now_ms);
   Result<std::vector<std::shared_ptr<StreamState>>> SelectStreams(
-      const std::string& group, const std::vector<std::string>& names,
-      const std::string& prefix, std::vector<Watermark>* expired) const;
+      const std::string& group, const std::vector<std::string>& names, const std::string& prefix,
+      std::vector<Watermark>* expired) const;
   void RemoveStreamFiles(StreamState& stream);
   Result<Segment*> ActiveSegment(StreamState& stream, size_t block_size, int64_t now_ms);
   void FinishIds(int64_t first_id);
-  Status SweepStream(StreamState& stream, const std::vector<Watermark>& expired,
-                     SweepStats* stats);
+  // Syncs the stream's pending blocks and publishes them (or fails them).
+  // Requires `lock` to hold the stream's append_mu; releases it while syncing.
+  void SyncRound(StreamState& stream, std::unique_lock<std::mutex>& lock);
+  // Marks a stream deleted, failing appends that wait for their sync.
+  void RetireStream(StreamState& stream);
+  Status SweepStream(StreamState& stream, const std::vector<Watermark>& expired, SweepStats* stats);
 
   const std::string dir_;
   const LogStoreOptions options_;

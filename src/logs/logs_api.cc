@@ -29,8 +29,8 @@ constexpr size_t kPerEventBytes = 26;
 constexpr size_t kMaxBatchEvents = 10'000;
 constexpr size_t kMaxNameLength = 512;
 constexpr size_t kMaxTags = 50;
-constexpr std::array<int, 22> kRetentionDays = {1,   3,   5,    7,    14,   30,   60,   90,
-                                                120, 150, 180,  365,  400,  545,  731,  1096,
+constexpr std::array<int, 22> kRetentionDays = {1,    3,    5,    7,    14,   30,  60,  90,
+                                                120,  150,  180,  365,  400,  545, 731, 1096,
                                                 1827, 2192, 2557, 2922, 3288, 3653};
 
 // ---------------------------------------------------------------------------
@@ -47,7 +47,9 @@ Error Constraint(std::string_view value, std::string_view member, std::string_vi
       member, constraint));
 }
 
-Error InvalidToken() { return InvalidParameter("The specified nextToken is invalid."); }
+Error InvalidToken() {
+  return InvalidParameter("The specified nextToken is invalid.");
+}
 
 // ---------------------------------------------------------------------------
 // Reading input members. The front has checked the JSON types against the
@@ -123,11 +125,11 @@ Result<std::map<std::string, std::string>> OptTags(const Json& in, const char* m
 }
 
 // Unwraps a Result into `var` or returns its error from the handler.
-#define LOGS_ASSIGN(var, expr)           \
-  auto var##_result_ = (expr);           \
-  if (!var##_result_.ok()) {             \
-    return var##_result_.error();        \
-  }                                      \
+#define BERTH_LOGS_ASSIGN(var, expr) \
+  auto var##_result_ = (expr);       \
+  if (!var##_result_.ok()) {         \
+    return var##_result_.error();    \
+  }                                  \
   auto var = std::move(var##_result_).value()
 
 // ---------------------------------------------------------------------------
@@ -168,7 +170,7 @@ Status CheckStreamName(const std::string& name, const char* member) {
 }
 
 Result<size_t> Limit(const Json& in, int64_t max, int64_t fallback) {
-  LOGS_ASSIGN(limit, OptInt(in, "limit"));
+  BERTH_LOGS_ASSIGN(limit, OptInt(in, "limit"));
   if (!limit) {
     return static_cast<size_t>(fallback);
   }
@@ -204,7 +206,7 @@ Status CheckTags(const std::map<std::string, std::string>& tags, const char* mem
 }
 
 Result<std::string> RequiredString(const Json& in, const char* member) {
-  LOGS_ASSIGN(value, OptString(in, member));
+  BERTH_LOGS_ASSIGN(value, OptString(in, member));
   if (!value) {
     return InvalidParameter(fmt::format(
         "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member "
@@ -256,11 +258,13 @@ std::optional<std::string> GroupFromArn(std::string_view arn) {
 // The group an operation addresses, by logGroupName or logGroupIdentifier
 // (a name or an ARN).
 Result<std::string> ResolveGroup(const Json& in) {
-  LOGS_ASSIGN(name, OptString(in, "logGroupName"));
-  LOGS_ASSIGN(identifier, OptString(in, "logGroupIdentifier"));
+  BERTH_LOGS_ASSIGN(name, OptString(in, "logGroupName"));
+  BERTH_LOGS_ASSIGN(identifier, OptString(in, "logGroupIdentifier"));
   if (name && identifier) {
-    return Error{400, "ValidationException",
-                 "LogGroup name and LogGroup ARN are mutually exclusive parameters.", {}};
+    return Error{400,
+                 "ValidationException",
+                 "LogGroup name and LogGroup ARN are mutually exclusive parameters.",
+                 {}};
   }
   if (name) {
     BERTH_TRY(CheckGroupName(*name, "logGroupName"));
@@ -282,7 +286,7 @@ Result<std::string> ResolveGroup(const Json& in) {
 }
 
 Result<std::string> GroupFromResourceArn(const Json& in) {
-  LOGS_ASSIGN(arn, RequiredString(in, "resourceArn"));
+  BERTH_LOGS_ASSIGN(arn, RequiredString(in, "resourceArn"));
   auto group = GroupFromArn(arn);
   if (!group) {
     if (arn.rfind("arn:", 0) == 0 && arn.find(":logs:") != std::string::npos) {
@@ -413,10 +417,10 @@ class LogsApi {
   LogsApi(LogStore& store, NowFunction now) : store_(store), now_(std::move(now)) {}
 
   Result<Json> CreateLogGroup(const Json& in, const CallContext& ctx) {
-    LOGS_ASSIGN(name, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(name, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(name, "logGroupName"));
-    LOGS_ASSIGN(kms, OptString(in, "kmsKeyId"));
-    LOGS_ASSIGN(tags, OptTags(in, "tags"));
+    BERTH_LOGS_ASSIGN(kms, OptString(in, "kmsKeyId"));
+    BERTH_LOGS_ASSIGN(tags, OptTags(in, "tags"));
     BERTH_TRY(CheckTags(tags, "tags"));
     GroupOptions options{kms.value_or(""), std::move(tags), GroupArn(ctx, name)};
     BERTH_TRY(store_.CreateGroup(name, std::move(options), now_()));
@@ -424,15 +428,15 @@ class LogsApi {
   }
 
   Result<Json> DeleteLogGroup(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(name, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(name, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(name, "logGroupName"));
     BERTH_TRY(store_.DeleteGroup(name));
     return Json::object();
   }
 
   Result<Json> DescribeLogGroups(const Json& in, const CallContext& ctx) {
-    LOGS_ASSIGN(prefix, OptString(in, "logGroupNamePrefix"));
-    LOGS_ASSIGN(pattern, OptString(in, "logGroupNamePattern"));
+    BERTH_LOGS_ASSIGN(prefix, OptString(in, "logGroupNamePrefix"));
+    BERTH_LOGS_ASSIGN(pattern, OptString(in, "logGroupNamePattern"));
     if (prefix && pattern) {
       return InvalidParameter(
           "LogGroup name prefix and LogGroup name pattern are mutually exclusive parameters.");
@@ -440,11 +444,11 @@ class LogsApi {
     if (prefix) {
       BERTH_TRY(CheckGroupName(*prefix, "logGroupNamePrefix"));
     }
-    LOGS_ASSIGN(limit, Limit(in, 50, 50));
-    LOGS_ASSIGN(token, OptString(in, "nextToken"));
+    BERTH_LOGS_ASSIGN(limit, Limit(in, 50, 50));
+    BERTH_LOGS_ASSIGN(token, OptString(in, "nextToken"));
     std::optional<std::string> after;
     if (token) {
-      LOGS_ASSIGN(position, ParseOpaqueToken(*token, "groups"));
+      BERTH_LOGS_ASSIGN(position, ParseOpaqueToken(*token, "groups"));
       after = std::move(position);
     }
 
@@ -473,30 +477,30 @@ class LogsApi {
   }
 
   Result<Json> CreateLogStream(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
+    BERTH_LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
     BERTH_TRY(CheckStreamName(stream, "logStreamName"));
     BERTH_TRY(store_.CreateStream(group, stream, now_()));
     return Json::object();
   }
 
   Result<Json> DeleteLogStream(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
+    BERTH_LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
     BERTH_TRY(CheckStreamName(stream, "logStreamName"));
     BERTH_TRY(store_.DeleteStream(group, stream));
     return Json::object();
   }
 
   Result<Json> DescribeLogStreams(const Json& in, const CallContext& ctx) {
-    LOGS_ASSIGN(group, ResolveGroup(in));
-    LOGS_ASSIGN(prefix, OptString(in, "logStreamNamePrefix"));
+    BERTH_LOGS_ASSIGN(group, ResolveGroup(in));
+    BERTH_LOGS_ASSIGN(prefix, OptString(in, "logStreamNamePrefix"));
     if (prefix) {
       BERTH_TRY(CheckStreamName(*prefix, "logStreamNamePrefix"));
     }
-    LOGS_ASSIGN(order, OptString(in, "orderBy"));
+    BERTH_LOGS_ASSIGN(order, OptString(in, "orderBy"));
     const std::string order_by = order.value_or("LogStreamName");
     if (order_by != "LogStreamName" && order_by != "LastEventTime") {
       return Constraint(order_by, "orderBy",
@@ -506,17 +510,17 @@ class LogsApi {
     if (by_time && prefix) {
       return InvalidParameter("Cannot order by LastEventTime with a logStreamNamePrefix.");
     }
-    LOGS_ASSIGN(descending, OptBool(in, "descending", false));
-    LOGS_ASSIGN(limit, Limit(in, 50, 50));
-    LOGS_ASSIGN(token, OptString(in, "nextToken"));
+    BERTH_LOGS_ASSIGN(descending, OptBool(in, "descending", false));
+    BERTH_LOGS_ASSIGN(limit, Limit(in, 50, 50));
+    BERTH_LOGS_ASSIGN(token, OptString(in, "nextToken"));
     const std::string scope = fmt::format("streams\n{}\n{}\n{}", group, order_by, descending);
     std::optional<std::string> after;
     if (token) {
-      LOGS_ASSIGN(position, ParseOpaqueToken(*token, scope));
+      BERTH_LOGS_ASSIGN(position, ParseOpaqueToken(*token, scope));
       after = std::move(position);
     }
 
-    LOGS_ASSIGN(streams, store_.ListStreams(group, prefix.value_or("")));
+    BERTH_LOGS_ASSIGN(streams, store_.ListStreams(group, prefix.value_or("")));
     // The sort key as a string that orders like the key itself.
     auto sort_key = [by_time](const StreamInfo& s) {
       return by_time ? fmt::format("{:020d}{}", s.last_event_timestamp, s.name) : s.name;
@@ -553,14 +557,14 @@ class LogsApi {
   }
 
   Result<Json> PutLogEvents(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
+    BERTH_LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
     BERTH_TRY(CheckStreamName(stream, "logStreamName"));
-    LOGS_ASSIGN(events, ParseEvents(in));
+    BERTH_LOGS_ASSIGN(events, ParseEvents(in));
 
-    LOGS_ASSIGN(info, store_.GetGroup(group));
-    LOGS_ASSIGN(before, store_.GetStream(group, stream));
+    BERTH_LOGS_ASSIGN(info, store_.GetGroup(group));
+    BERTH_LOGS_ASSIGN(before, store_.GetStream(group, stream));
     const int64_t now = now_();
 
     // Events too far in the past form a prefix of the (chronological) batch and
@@ -586,7 +590,7 @@ class LogsApi {
     if (first < too_new_start) {
       auto accepted = std::span<const InputEvent>(events).subspan(
           static_cast<size_t>(first), static_cast<size_t>(too_new_start - first));
-      LOGS_ASSIGN(appended, store_.Append(group, stream, accepted, now));
+      BERTH_LOGS_ASSIGN(appended, store_.Append(group, stream, accepted, now));
       last_id = appended.last_event_id;
     }
 
@@ -608,14 +612,14 @@ class LogsApi {
   }
 
   Result<Json> GetLogEvents(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, ResolveGroup(in));
-    LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
+    BERTH_LOGS_ASSIGN(group, ResolveGroup(in));
+    BERTH_LOGS_ASSIGN(stream, RequiredString(in, "logStreamName"));
     BERTH_TRY(CheckStreamName(stream, "logStreamName"));
-    LOGS_ASSIGN(limit, Limit(in, 10000, 10000));
-    LOGS_ASSIGN(start, OptInt(in, "startTime"));
-    LOGS_ASSIGN(end, OptInt(in, "endTime"));
-    LOGS_ASSIGN(from_head, OptBool(in, "startFromHead", false));
-    LOGS_ASSIGN(token, OptString(in, "nextToken"));
+    BERTH_LOGS_ASSIGN(limit, Limit(in, 10000, 10000));
+    BERTH_LOGS_ASSIGN(start, OptInt(in, "startTime"));
+    BERTH_LOGS_ASSIGN(end, OptInt(in, "endTime"));
+    BERTH_LOGS_ASSIGN(from_head, OptBool(in, "startFromHead", false));
+    BERTH_LOGS_ASSIGN(token, OptString(in, "nextToken"));
     const std::string scope = StreamScope(group, stream);
 
     ReadQuery q;
@@ -625,7 +629,7 @@ class LogsApi {
     q.forward = from_head;
     std::optional<EventKey> position;
     if (token) {
-      LOGS_ASSIGN(parsed, ParseEventToken(*token, scope));
+      BERTH_LOGS_ASSIGN(parsed, ParseEventToken(*token, scope));
       q.forward = parsed.first == 'f';
       position = parsed.second;
       if (q.forward) {
@@ -634,12 +638,13 @@ class LogsApi {
         q.before = position;
       }
     }
-    LOGS_ASSIGN(page, store_.Read(group, stream, q));
+    BERTH_LOGS_ASSIGN(page, store_.Read(group, stream, q));
 
     Json events = Json::array();
     for (const auto& e : page.events) {
-      events.push_back(
-          {{"timestamp", e.timestamp}, {"message", e.message}, {"ingestionTime", e.ingestion_time}});
+      events.push_back({{"timestamp", e.timestamp},
+                        {"message", e.message},
+                        {"ingestionTime", e.ingestion_time}});
     }
     // An empty page leaves the position where it was: the token sent comes
     // back, which is how clients know they reached the end.
@@ -655,9 +660,9 @@ class LogsApi {
   }
 
   Result<Json> FilterLogEvents(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, ResolveGroup(in));
-    LOGS_ASSIGN(names, OptStringList(in, "logStreamNames"));
-    LOGS_ASSIGN(prefix, OptString(in, "logStreamNamePrefix"));
+    BERTH_LOGS_ASSIGN(group, ResolveGroup(in));
+    BERTH_LOGS_ASSIGN(names, OptStringList(in, "logStreamNames"));
+    BERTH_LOGS_ASSIGN(prefix, OptString(in, "logStreamNamePrefix"));
     if (!names.empty() && prefix) {
       return InvalidParameter(
           "logStreamNames and logStreamNamePrefix are mutually exclusive parameters.");
@@ -673,12 +678,12 @@ class LogsApi {
     if (prefix) {
       BERTH_TRY(CheckStreamName(*prefix, "logStreamNamePrefix"));
     }
-    LOGS_ASSIGN(start, OptInt(in, "startTime"));
-    LOGS_ASSIGN(end, OptInt(in, "endTime"));
-    LOGS_ASSIGN(pattern_text, OptString(in, "filterPattern"));
-    LOGS_ASSIGN(pattern, FilterPattern::Parse(pattern_text.value_or("")));
-    LOGS_ASSIGN(limit, Limit(in, 10000, 10000));
-    LOGS_ASSIGN(token, OptString(in, "nextToken"));
+    BERTH_LOGS_ASSIGN(start, OptInt(in, "startTime"));
+    BERTH_LOGS_ASSIGN(end, OptInt(in, "endTime"));
+    BERTH_LOGS_ASSIGN(pattern_text, OptString(in, "filterPattern"));
+    BERTH_LOGS_ASSIGN(pattern, FilterPattern::Parse(pattern_text.value_or("")));
+    BERTH_LOGS_ASSIGN(limit, Limit(in, 10000, 10000));
+    BERTH_LOGS_ASSIGN(token, OptString(in, "nextToken"));
 
     FilterQuery q;
     q.stream_names = std::move(names);
@@ -688,11 +693,13 @@ class LogsApi {
     q.end_time = end ? (*end >= kMaxTime - 1 ? kMaxTime : *end + 1) : kMaxTime;
     q.limit = limit;
     if (!pattern.MatchesAll()) {
-      q.matcher = [&pattern](std::string_view m) { return pattern.Matches(m); };
+      q.matcher = [&pattern](std::string_view m) {
+        return pattern.Matches(m);
+      };
     }
     const std::string scope = "filter\n" + group;
     if (token) {
-      LOGS_ASSIGN(position, ParseOpaqueToken(*token, scope));
+      BERTH_LOGS_ASSIGN(position, ParseOpaqueToken(*token, scope));
       auto slash = position.find('/');
       EventKey key;
       if (slash == std::string::npos || !ParseDigits(position.substr(0, slash), &key.timestamp) ||
@@ -701,7 +708,7 @@ class LogsApi {
       }
       q.after = key;
     }
-    LOGS_ASSIGN(page, store_.Filter(group, q));
+    BERTH_LOGS_ASSIGN(page, store_.Filter(group, q));
 
     Json events = Json::array();
     for (const auto& fe : page.events) {
@@ -722,34 +729,34 @@ class LogsApi {
   }
 
   Result<Json> PutRetentionPolicy(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(days, OptInt(in, "retentionInDays"));
+    BERTH_LOGS_ASSIGN(days, OptInt(in, "retentionInDays"));
     if (!days) {
       return InvalidParameter(
           "1 validation error detected: Value null at 'retentionInDays' failed to satisfy "
           "constraint: Member must not be null");
     }
     if (std::find(kRetentionDays.begin(), kRetentionDays.end(), *days) == kRetentionDays.end()) {
-      return Constraint(std::to_string(*days), "retentionInDays",
-                        fmt::format("Member must satisfy enum value set: [{}]",
-                                    fmt::join(kRetentionDays, ", ")));
+      return Constraint(
+          std::to_string(*days), "retentionInDays",
+          fmt::format("Member must satisfy enum value set: [{}]", fmt::join(kRetentionDays, ", ")));
     }
     BERTH_TRY(store_.SetRetention(group, static_cast<int>(*days)));
     return Json::object();
   }
 
   Result<Json> DeleteRetentionPolicy(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
     BERTH_TRY(store_.SetRetention(group, std::nullopt));
     return Json::object();
   }
 
   Result<Json> TagLogGroup(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(tags, OptTags(in, "tags"));
+    BERTH_LOGS_ASSIGN(tags, OptTags(in, "tags"));
     BERTH_TRY(CheckTags(tags, "tags"));
     Status st = store_.TagGroup(group, tags, kMaxTags);
     if (!st.ok() && st.error().code == "TooManyTagsException") {
@@ -761,38 +768,38 @@ class LogsApi {
   }
 
   Result<Json> UntagLogGroup(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(keys, OptStringList(in, "tags"));
+    BERTH_LOGS_ASSIGN(keys, OptStringList(in, "tags"));
     BERTH_TRY(store_.UntagGroup(group, keys));
     return Json::object();
   }
 
   Result<Json> ListTagsLogGroup(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
+    BERTH_LOGS_ASSIGN(group, RequiredString(in, "logGroupName"));
     BERTH_TRY(CheckGroupName(group, "logGroupName"));
-    LOGS_ASSIGN(info, store_.GetGroup(group));
+    BERTH_LOGS_ASSIGN(info, store_.GetGroup(group));
     return Json{{"tags", info.tags}};
   }
 
   Result<Json> TagResource(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, GroupFromResourceArn(in));
-    LOGS_ASSIGN(tags, OptTags(in, "tags"));
+    BERTH_LOGS_ASSIGN(group, GroupFromResourceArn(in));
+    BERTH_LOGS_ASSIGN(tags, OptTags(in, "tags"));
     BERTH_TRY(CheckTags(tags, "tags"));
     BERTH_TRY(store_.TagGroup(group, tags, kMaxTags));
     return Json::object();
   }
 
   Result<Json> UntagResource(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, GroupFromResourceArn(in));
-    LOGS_ASSIGN(keys, OptStringList(in, "tagKeys"));
+    BERTH_LOGS_ASSIGN(group, GroupFromResourceArn(in));
+    BERTH_LOGS_ASSIGN(keys, OptStringList(in, "tagKeys"));
     BERTH_TRY(store_.UntagGroup(group, keys));
     return Json::object();
   }
 
   Result<Json> ListTagsForResource(const Json& in, const CallContext&) {
-    LOGS_ASSIGN(group, GroupFromResourceArn(in));
-    LOGS_ASSIGN(info, store_.GetGroup(group));
+    BERTH_LOGS_ASSIGN(group, GroupFromResourceArn(in));
+    BERTH_LOGS_ASSIGN(info, store_.GetGroup(group));
     return Json{{"tags", info.tags}};
   }
 
@@ -873,10 +880,10 @@ class LogsApi {
             member));
       }
       if (msg == e.end() || !msg->is_string()) {
-        return InvalidParameter(fmt::format(
-            "1 validation error detected: Value null at '{}.message' failed to satisfy "
-            "constraint: Member must not be null",
-            member));
+        return InvalidParameter(
+            fmt::format("1 validation error detected: Value null at '{}.message' failed to satisfy "
+                        "constraint: Member must not be null",
+                        member));
       }
       InputEvent event{ts->get<int64_t>(), msg->get<std::string>()};
       if (event.timestamp < 0) {
@@ -912,7 +919,7 @@ class LogsApi {
   NowFunction now_;
 };
 
-#undef LOGS_ASSIGN
+#undef BERTH_LOGS_ASSIGN
 
 }  // namespace
 

@@ -304,9 +304,9 @@ TEST(LogStoreTest, ReopenKeepsEventsAndIdsKeepGrowing) {
     last_id = gone->last_event_id;
     ASSERT_TRUE(store->DeleteStream("g", "gone").ok());
   }
-  EXPECT_GT(std::distance(fs::directory_iterator(dir.path() + "/streams/1"),
-                          fs::directory_iterator{}),
-            10);
+  EXPECT_GT(
+      std::distance(fs::directory_iterator(dir.path() + "/streams/1"), fs::directory_iterator{}),
+      10);
   auto store = OpenStore(dir.path(), small);
   auto info = store->GetGroup("g");
   ASSERT_TRUE(info.ok());
@@ -372,7 +372,8 @@ TEST(LogStoreTest, AcknowledgedEventsSurviveKill9) {
     std::atomic<int> failures{0};
     auto writer = [&](const std::string& stream, char tag) {
       for (int b = 0; b < 40; ++b) {
-        auto r = store.Append("g", stream, Batch(b * 1000, 250, std::string(1, tag) + std::to_string(b)));
+        auto r = store.Append("g", stream,
+                              Batch(b * 1000, 250, std::string(1, tag) + std::to_string(b)));
         if (!r.ok()) {
           ++failures;
           return;
@@ -439,7 +440,9 @@ TEST(LogStoreTest, FilterMergesStreamsExactlyOnceAcrossPartialPages) {
   FilterQuery q;
   q.limit = 450;
   q.scan_budget = 700;  // forces pages cut by the budget as well as the limit
-  q.matcher = [](std::string_view m) { return m.back() != '7'; };
+  q.matcher = [](std::string_view m) {
+    return m.back() != '7';
+  };
   std::vector<std::string> got;
   int pages = 0;
   while (true) {
@@ -560,6 +563,83 @@ TEST(LogStoreTest, ConcurrentAppendsGetUniqueIncreasingIds) {
   EXPECT_EQ(8000, store->VisibleEventId());
 }
 
+TEST(LogStoreTest, ConcurrentAppendsToOneStreamShareSyncsAndKeepIdOrder) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  ASSERT_TRUE(store->EnsureStream("g", "s", 1).ok());
+  std::vector<std::thread> threads;
+  std::vector<std::vector<AppendResult>> results(6);
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < 30; ++b) {
+        auto r = store->Append("g", "s", Batch(1000 + b, 10, fmt::format("t{}b{}", t, b)));
+        ASSERT_TRUE(r.ok());
+        results[static_cast<size_t>(t)].push_back(*r);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  // Each acknowledged batch is readable under the ids it was given.
+  std::map<int64_t, std::string> by_id;
+  for (const auto& e : ReadAll(*store, "g", "s")) {
+    by_id[e.event_id] = e.message;
+  }
+  ASSERT_EQ(1800u, by_id.size());
+  for (int t = 0; t < 6; ++t) {
+    for (int b = 0; b < 30; ++b) {
+      const AppendResult& r = results[static_cast<size_t>(t)][static_cast<size_t>(b)];
+      EXPECT_EQ(fmt::format("t{}b{}-0", t, b), by_id[r.first_event_id]);
+      EXPECT_EQ(fmt::format("t{}b{}-9", t, b), by_id[r.last_event_id]);
+    }
+  }
+  // Followers see the stream in id order.
+  FollowQuery q;
+  auto page = store->Follow("g", q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(1800u, page->events.size());
+  for (size_t i = 0; i < page->events.size(); ++i) {
+    EXPECT_EQ(static_cast<int64_t>(i + 1), page->events[i].event.event_id);
+  }
+}
+
+TEST(LogStoreTest, DeletingAStreamUnderConcurrentAppendsFailsThemCleanly) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  ASSERT_TRUE(store->EnsureStream("g", "s", 1).ok());
+  std::atomic<int> ok{0};
+  std::atomic<int> not_found{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    // Each writer appends until the stream is gone.
+    threads.emplace_back([&] {
+      for (int b = 0;; ++b) {
+        auto r = store->Append("g", "s", Batch(b, 20, "m"));
+        if (!r.ok()) {
+          EXPECT_EQ("ResourceNotFoundException", r.error().code);
+          ++not_found;
+          return;
+        }
+        ++ok;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(store->DeleteStream("g", "s").ok());
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(4, not_found.load());
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_FALSE(fs::exists(dir.path() + "/streams/1"));
+  // Every id handed out is settled, so followers are not held back.
+  ASSERT_TRUE(store->EnsureStream("g", "s", 2).ok());
+  auto r = store->Append("g", "s", Batch(1, 1, "again"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->last_event_id, store->VisibleEventId());
+}
+
 TEST(LogStoreTest, SweepExpiresOldEventsAndDeletesTheirSegments) {
   TempDir dir;
   LogStoreOptions small;
@@ -587,9 +667,9 @@ TEST(LogStoreTest, SweepExpiresOldEventsAndDeletesTheirSegments) {
     EXPECT_GT(stats->bytes_freed, 10u * 600u);
 
     auto events = ReadAll(*store, "g", "s");
-    EXPECT_EQ((std::vector<std::string>{"edge-2", "edge-3", "new-0", "new-1", "new-2", "new-3",
-                                        "new-4"}),
-              Messages(events));
+    EXPECT_EQ(
+        (std::vector<std::string>{"edge-2", "edge-3", "new-0", "new-1", "new-2", "new-3", "new-4"}),
+        Messages(events));
     auto info = store->GetStream("g", "s");
     EXPECT_EQ(7u, info->event_count);
     EXPECT_EQ(now - 3 * kDay, info->first_event_timestamp);
@@ -616,8 +696,8 @@ class LogsApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = OpenStore(dir_.path());
-    service_ = std::make_unique<api::JsonService>(
-        MakeLogsService(*store_, [this] { return now_; }));
+    service_ =
+        std::make_unique<api::JsonService>(MakeLogsService(*store_, [this] { return now_; }));
     ctx_.account_id = "123456789012";
     ctx_.region = "us-east-1";
   }
@@ -656,8 +736,8 @@ class LogsApiTest : public ::testing::Test {
   }
 
   // Puts `count` events of about 100 bytes, `per_ts` sharing each timestamp.
-  void PutMany(const std::string& g, const std::string& s, int count, int64_t first_ts,
-               int per_ts, const std::string& tag) {
+  void PutMany(const std::string& g, const std::string& s, int count, int64_t first_ts, int per_ts,
+               const std::string& tag) {
     for (int done = 0; done < count;) {
       Json events = Json::array();
       for (int i = 0; i < 5000 && done < count; ++i, ++done) {
@@ -824,8 +904,8 @@ TEST_F(LogsApiTest, DescribeLogStreamsOrdersAndPaginates) {
               {{"logGroupName", "g"}, {"orderBy", "LastEventTime"}, {"logStreamNamePrefix", "a"}},
               "InvalidParameterException",
               "Cannot order by LastEventTime with a logStreamNamePrefix.");
-  ExpectError("DescribeLogStreams",
-              {{"logGroupName", "g"}, {"logGroupIdentifier", "g"}}, "ValidationException",
+  ExpectError("DescribeLogStreams", {{"logGroupName", "g"}, {"logGroupIdentifier", "g"}},
+              "ValidationException",
               "LogGroup name and LogGroup ARN are mutually exclusive parameters.");
   ExpectError("DescribeLogStreams", {{"logGroupName", "g"}, {"orderBy", "Size"}},
               "InvalidParameterException", "");
@@ -850,9 +930,12 @@ TEST_F(LogsApiTest, DescribeLogStreamsOrdersAndPaginates) {
 TEST_F(LogsApiTest, PutLogEventsAppliesBatchRules) {
   MakeStream("g", "s");
   auto put = [&](Json events) {
-    return Call("PutLogEvents",
-                {{"logGroupName", "g"}, {"logStreamName", "s"}, {"logEvents", events},
-                 {"sequenceToken", "ignored-49590338271490256608559692538361571095921575989136588898"}});
+    return Call(
+        "PutLogEvents",
+        {{"logGroupName", "g"},
+         {"logStreamName", "s"},
+         {"logEvents", events},
+         {"sequenceToken", "ignored-49590338271490256608559692538361571095921575989136588898"}});
   };
   auto ok = put({{{"timestamp", now_ - 10}, {"message", "one"}},
                  {{"timestamp", now_ - 10}, {"message", "two"}}});
@@ -862,33 +945,34 @@ TEST_F(LogsApiTest, PutLogEventsAppliesBatchRules) {
   EXPECT_EQ(std::string(55, '0') + "2", token);
   EXPECT_FALSE(ok->contains("rejectedLogEventsInfo"));
 
-  auto unordered = put({{{"timestamp", now_}, {"message", "a"}},
-                        {{"timestamp", now_ - 1}, {"message", "b"}}});
+  auto unordered =
+      put({{{"timestamp", now_}, {"message", "a"}}, {{"timestamp", now_ - 1}, {"message", "b"}}});
   ASSERT_FALSE(unordered.ok());
   EXPECT_EQ("Log events in a single PutLogEvents request must be in chronological order.",
             unordered.error().message);
   auto span = put({{{"timestamp", now_ - 25 * kHour}, {"message", "a"}},
                    {{"timestamp", now_}, {"message", "b"}}});
-  EXPECT_EQ("The batch of log events in a single PutLogEvents request cannot span more than 24 "
-            "hours.",
-            span.error().message);
+  EXPECT_EQ(
+      "The batch of log events in a single PutLogEvents request cannot span more than 24 "
+      "hours.",
+      span.error().message);
   Json big = Json::array();
   for (int i = 0; i < 9; ++i) {
     big.push_back({{"timestamp", now_}, {"message", std::string(120'000, 'x')}});
   }
-  EXPECT_EQ("Upload too large: 1080234 bytes exceeds limit of 1048576",
-            put(big).error().message);
+  EXPECT_EQ("Upload too large: 1080234 bytes exceeds limit of 1048576", put(big).error().message);
   Json many = Json::array();
   for (int i = 0; i < 10001; ++i) {
     many.push_back({{"timestamp", now_}, {"message", "m"}});
   }
   EXPECT_EQ("InvalidParameterException", put(many).error().code);
   EXPECT_EQ("InvalidParameterException", put(Json::array()).error().code);
-  EXPECT_EQ("1 validation error detected: Value '' at 'logEvents.2.member.message' failed to "
-            "satisfy constraint: Member must have length greater than or equal to 1",
-            put({{{"timestamp", now_}, {"message", "a"}}, {{"timestamp", now_}, {"message", ""}}})
-                .error()
-                .message);
+  EXPECT_EQ(
+      "1 validation error detected: Value '' at 'logEvents.2.member.message' failed to "
+      "satisfy constraint: Member must have length greater than or equal to 1",
+      put({{{"timestamp", now_}, {"message", "a"}}, {{"timestamp", now_}, {"message", ""}}})
+          .error()
+          .message);
 
   ExpectError("PutLogEvents",
               {{"logGroupName", "g"},
@@ -907,13 +991,13 @@ TEST_F(LogsApiTest, PutLogEventsAppliesBatchRules) {
 TEST_F(LogsApiTest, PutLogEventsRejectsTooOldTooNewAndExpired) {
   MakeStream("g", "s");
   // A batch may not span a day, so old and new events go in separate batches.
-  Json out = Must("PutLogEvents",
-                  {{"logGroupName", "g"},
-                   {"logStreamName", "s"},
-                   {"logEvents",
-                    {{{"timestamp", now_ - 14 * kDay - 5}, {"message", "old0"}},
-                     {{"timestamp", now_ - 14 * kDay - 1}, {"message", "old1"}},
-                     {{"timestamp", now_ - 14 * kDay + 1}, {"message", "keep0"}}}}});
+  Json out =
+      Must("PutLogEvents", {{"logGroupName", "g"},
+                            {"logStreamName", "s"},
+                            {"logEvents",
+                             {{{"timestamp", now_ - 14 * kDay - 5}, {"message", "old0"}},
+                              {{"timestamp", now_ - 14 * kDay - 1}, {"message", "old1"}},
+                              {{"timestamp", now_ - 14 * kDay + 1}, {"message", "keep0"}}}}});
   EXPECT_EQ((Json{{"tooOldLogEventEndIndex", 1}}), out["rejectedLogEventsInfo"]);
   EXPECT_EQ(std::string(55, '0') + "1", out["nextSequenceToken"]);
   out = Must("PutLogEvents", {{"logGroupName", "g"},
@@ -929,19 +1013,20 @@ TEST_F(LogsApiTest, PutLogEventsRejectsTooOldTooNewAndExpired) {
             Messages(ReadAll(*store_, "g", "s")));
 
   Must("PutRetentionPolicy", {{"logGroupName", "g"}, {"retentionInDays", 3}});
-  Json expired = Must("PutLogEvents",
-                      {{"logGroupName", "g"},
-                       {"logStreamName", "s"},
-                       {"logEvents",
-                        {{{"timestamp", now_ - 3 * kDay - 1}, {"message", "gone"}},
-                         {{"timestamp", now_ - 3 * kDay + 1}, {"message", "kept"}}}}});
+  Json expired =
+      Must("PutLogEvents", {{"logGroupName", "g"},
+                            {"logStreamName", "s"},
+                            {"logEvents",
+                             {{{"timestamp", now_ - 3 * kDay - 1}, {"message", "gone"}},
+                              {{"timestamp", now_ - 3 * kDay + 1}, {"message", "kept"}}}}});
   EXPECT_EQ(0, expired["rejectedLogEventsInfo"]["expiredLogEventEndIndex"]);
   EXPECT_FALSE(expired["rejectedLogEventsInfo"].contains("tooOldLogEventEndIndex"));
 
   // Everything rejected: still a success, with the unchanged sequence token.
-  Json none = Must("PutLogEvents", {{"logGroupName", "g"},
-                                    {"logStreamName", "s"},
-                                    {"logEvents", {{{"timestamp", now_ + kDay}, {"message", "x"}}}}});
+  Json none =
+      Must("PutLogEvents", {{"logGroupName", "g"},
+                            {"logStreamName", "s"},
+                            {"logEvents", {{{"timestamp", now_ + kDay}, {"message", "x"}}}}});
   EXPECT_EQ(0, none["rejectedLogEventsInfo"]["tooNewLogEventStartIndex"]);
   EXPECT_EQ(std::string(55, '0') + "4", none["nextSequenceToken"]);
 }
@@ -990,7 +1075,9 @@ TEST_F(LogsApiTest, GetLogEventsPagesForwardAndBackwardExactlyOnce) {
   for (const auto& e : newest["events"]) {
     backward.push_back(e["message"].get<std::string>().substr(0, 9));
   }
-  Json back{{"logGroupName", "g"}, {"logStreamName", "s"}, {"limit", 1000},
+  Json back{{"logGroupName", "g"},
+            {"logStreamName", "s"},
+            {"limit", 1000},
             {"nextToken", newest["nextBackwardToken"]}};
   for (int guard = 0; guard < 100; ++guard) {
     Json out = Must("GetLogEvents", back);
@@ -1008,16 +1095,15 @@ TEST_F(LogsApiTest, GetLogEventsPagesForwardAndBackwardExactlyOnce) {
   EXPECT_EQ(forward, backward);
 
   // New events show up behind the end token of a forward reader.
-  Json tail = Must("GetLogEvents", {{"logGroupName", "g"},
-                                    {"logStreamName", "s"},
-                                    {"nextToken", last_token}});
+  Json tail = Must("GetLogEvents",
+                   {{"logGroupName", "g"}, {"logStreamName", "s"}, {"nextToken", last_token}});
   EXPECT_TRUE(tail["events"].empty());
   EXPECT_EQ(last_token, tail["nextForwardToken"]);
   Must("PutLogEvents", {{"logGroupName", "g"},
                         {"logStreamName", "s"},
                         {"logEvents", {{{"timestamp", now_}, {"message", "fresh"}}}}});
-  tail = Must("GetLogEvents", {{"logGroupName", "g"}, {"logStreamName", "s"},
-                               {"nextToken", last_token}});
+  tail = Must("GetLogEvents",
+              {{"logGroupName", "g"}, {"logStreamName", "s"}, {"nextToken", last_token}});
   ASSERT_EQ(1u, tail["events"].size());
   EXPECT_EQ("fresh", tail["events"][0]["message"]);
 }
@@ -1062,9 +1148,9 @@ TEST_F(LogsApiTest, GetLogEventsTimeRangeAndTokenErrors) {
   // An empty stream still answers with tokens, and the forward one repeats.
   Json empty = Must("GetLogEvents", {{"logGroupName", "g"}, {"logStreamName", "t"}});
   EXPECT_TRUE(empty["events"].empty());
-  Json again = Must("GetLogEvents", {{"logGroupName", "g"},
-                                     {"logStreamName", "t"},
-                                     {"nextToken", empty["nextForwardToken"]}});
+  Json again = Must(
+      "GetLogEvents",
+      {{"logGroupName", "g"}, {"logStreamName", "t"}, {"nextToken", empty["nextForwardToken"]}});
   EXPECT_EQ(empty["nextForwardToken"], again["nextForwardToken"]);
   Json by_arn = Must("GetLogEvents",
                      {{"logGroupIdentifier", "arn:aws:logs:us-east-1:123456789012:log-group:g"},
@@ -1161,7 +1247,9 @@ TEST_F(LogsApiTest, FilterLogEventsSelectsStreamsTimesAndPatterns) {
   EXPECT_EQ("13", ids({{"logGroupIdentifier", "g"}, {"filterPattern", "ERROR"}}));
 
   ExpectError("FilterLogEvents",
-              {{"logGroupName", "g"}, {"logStreamNames", Json::array({"worker"})}, {"logStreamNamePrefix", "w"}},
+              {{"logGroupName", "g"},
+               {"logStreamNames", Json::array({"worker"})},
+               {"logStreamNamePrefix", "w"}},
               "InvalidParameterException", "");
   ExpectError("FilterLogEvents", {{"logGroupName", "g"}, {"filterPattern", "{ $.x = 1 }"}},
               "InvalidParameterException", "");
@@ -1171,8 +1259,8 @@ TEST_F(LogsApiTest, FilterLogEventsSelectsStreamsTimesAndPatterns) {
 
 TEST_F(LogsApiTest, RetentionPolicies) {
   Must("CreateLogGroup", {{"logGroupName", "g"}});
-  for (int days : {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                   2192, 2557, 2922, 3288, 3653}) {
+  for (int days : {1,   3,   5,   7,   14,   30,   60,   90,   120,  150,  180,
+                   365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}) {
     Must("PutRetentionPolicy", {{"logGroupName", "g"}, {"retentionInDays", days}});
     EXPECT_EQ(days, store_->GetGroup("g")->retention_days.value_or(-1));
   }
