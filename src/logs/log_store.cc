@@ -1,6 +1,9 @@
 #include "logs/log_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -726,6 +729,9 @@ LogStore::~LogStore() {
   if (db_ != nullptr) {
     sqlite3_close(db_);
   }
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);
+  }
 }
 
 int64_t LogStore::NowMs() {
@@ -754,6 +760,15 @@ Status LogStore::Init() {
   fs::create_directories(dir_ + "/streams", ec);
   if (ec) {
     return ServerError("logs: create " + dir_ + "/streams: " + ec.message());
+  }
+  // One process at a time: a second writer would interleave blocks.
+  const std::string lock_path = dir_ + "/LOCK";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) {
+    return ServerError("logs: open " + lock_path + ": " + std::strerror(errno));
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return ServerError("logs: the store in " + dir_ + " is in use by another process");
   }
   const std::string db_path = dir_ + "/meta.db";
   if (sqlite3_open_v2(db_path.c_str(), &db_,
@@ -858,7 +873,9 @@ Status LogStore::LoadStream(GroupState& group, const std::shared_ptr<StreamState
   std::vector<std::pair<uint64_t, std::string>> files;
   for (const auto& entry : fs::directory_iterator(s.dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() != 20 || name.substr(16) != ".seg") {
+    if (name.size() != 20 || name.substr(16) != ".seg" ||
+        !std::all_of(name.begin(), name.begin() + 16,
+                     [](char c) { return c >= '0' && c <= '9'; })) {
       continue;
     }
     files.emplace_back(std::stoull(name.substr(0, 16)), entry.path().string());

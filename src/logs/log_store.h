@@ -1,6 +1,7 @@
 // The log store: CloudWatch Logs groups, streams and events on local disk.
 //
 // Layout inside the store's directory:
+//   LOCK                 flock'ed while the store is open (one process at a time)
 //   meta.db              SQLite (WAL): groups (retention, tags, KMS key, ARN)
 //                        and streams; small, changed rarely
 //   streams/<id>/*.seg   each stream's events as append-only segment files
@@ -280,6 +281,7 @@ class LogStore {
 
   const std::string dir_;
   const LogStoreOptions options_;
+  int lock_fd_ = -1;  // holds an exclusive flock on <dir>/LOCK
 
   // Guards the group and stream maps, group metadata and the database.
   // Lock order: mu_, then a stream's append_mu, then its index_mu, then id_mu_.

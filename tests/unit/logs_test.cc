@@ -323,6 +323,16 @@ TEST(LogStoreTest, ReopenKeepsEventsAndIdsKeepGrowing) {
   EXPECT_EQ(last_id + 1, next->first_event_id);
 }
 
+TEST(LogStoreTest, RefusesASecondOpenOfTheSameDirectory) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  auto second = LogStore::Open(dir.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ("ServerException", second.error().code);
+  store.reset();
+  EXPECT_TRUE(LogStore::Open(dir.path()).ok());
+}
+
 TEST(LogStoreTest, TornTailIsCutOffOnOpen) {
   TempDir dir;
   {
