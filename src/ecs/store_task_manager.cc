@@ -217,7 +217,8 @@ SchedulerNode ToSchedulerNode(const Json& node) {
   const Json& alloc = node.value("allocatable", Json::object());
   n.allocatable_cpu = IntOr(alloc, "cpu", 0);
   n.allocatable_memory = IntOr(alloc, "memory", 0);
-  for (const auto& [id, t] : node.value("tasks", Json::object()).items()) {
+  const Json tasks = node.value("tasks", Json::object());
+  for (const auto& [id, t] : tasks.items()) {
     n.reserved_cpu += IntOr(t, "cpu", 0);
     n.reserved_memory += IntOr(t, "memory", 0);
     n.group_tasks[Str(t, "group")] += 1;
@@ -1155,7 +1156,8 @@ Result<int> StoreTaskManager::SweepLostNodes() {
     spdlog::warn("component=scheduler event=node_lost node={} silent_seconds={:.0f}", id,
                  now - seen);
     const std::string reason = "Task stopped because its node " + id + " stopped responding.";
-    for (const auto& [task_id, t] : marked.value("tasks", Json::object()).items()) {
+    const Json placed = marked.value("tasks", Json::object());
+    for (const auto& [task_id, t] : placed.items()) {
       auto stopped = MutateTask(Str(t, "cluster"), task_id, [&](Json& task) -> Result<bool> {
         if (Str(task, "lastStatus") == "STOPPED") {
           return false;
