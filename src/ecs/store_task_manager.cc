@@ -745,13 +745,19 @@ void StoreTaskManager::ApplyReportToTask(const TaskReport& r, Json& task, double
     task["version"] = IntOr(task, "version", 1) + 1;
   }
 
-  // Walk the lifecycle forward through every state the report crossed.
+  // Walk the lifecycle forward through every state the report crossed. A
+  // report may jump over RUNNING (a task that failed to start goes straight to
+  // STOPPED); the task only counts as started when something ran.
+  bool ran = next == kRunning || r.started_at.has_value();
+  for (const auto& c : task["containers"]) {
+    ran = ran || Str(c, "lastStatus") == "RUNNING" || c.contains("exitCode");
+  }
   if (next > cur) {
     for (int s = cur + 1; s <= next; ++s) {
       if (s == TaskStatusIndex("PENDING")) {
         task["connectivity"] = "CONNECTED";
         task["connectivityAt"] = now;
-      } else if (s == kRunning) {
+      } else if (s == kRunning && ran) {
         task["startedAt"] = r.started_at.value_or(now);
         if (!task.contains("pullStartedAt")) {
           task["pullStartedAt"] = task["startedAt"];
