@@ -81,6 +81,13 @@ struct NodeAgent::Shared {
   std::unique_ptr<ImageStore> images;
   std::unique_ptr<Runc> runc;
   std::mutex pull_mu;  // one pull of an image at a time keeps layer fetches single
+  std::mutex url_mu;
+  std::string metadata_base_url;  // guarded by url_mu
+
+  std::string MetadataBaseUrl() {
+    std::lock_guard lock(url_mu);
+    return metadata_base_url;
+  }
 };
 
 namespace {
@@ -263,6 +270,47 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     return containers.empty() ? Json::object() : containers[0];
   }
 
+  Json Stats(const std::string& container) {
+    auto one = [&](const std::string& name) -> Json {
+      auto st = shared_->cgroups->ContainerStats(desired_.task_id, name);
+      if (!st.ok()) {
+        return nullptr;
+      }
+      Json percpu = Json::array();
+      for (auto v : st->cpu_usage_per_cpu_ns) {
+        percpu.push_back(v);
+      }
+      return Json{
+          {"read", NowEpochSeconds()},
+          {"name", desired_.task_id + "-" + name},
+          {"cpu_stats",
+           {{"cpu_usage",
+             {{"total_usage", st->cpu_usage_total_ns},
+              {"usage_in_usermode", st->cpu_usage_user_ns},
+              {"usage_in_kernelmode", st->cpu_usage_system_ns},
+              {"percpu_usage", percpu}}},
+            {"online_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+            {"throttling_data",
+             {{"periods", st->cpu_periods},
+              {"throttled_periods", st->cpu_throttled_periods},
+              {"throttled_time", st->cpu_throttled_time_ns}}}}},
+          {"memory_stats",
+           {{"usage", st->memory_usage_bytes},
+            {"max_usage", st->memory_max_usage_bytes},
+            {"limit", st->memory_limit_bytes},
+            {"stats", st->memory_stat}}},
+          {"pids_stats", {{"current", st->pids_current}}}};
+    };
+    if (!container.empty()) {
+      return one(container);
+    }
+    Json all = Json::object();
+    for (const auto& c : containers_) {
+      all[c.runtime_id] = one(c.name);
+    }
+    return all;
+  }
+
  private:
   struct Container {
     std::string name;
@@ -327,8 +375,16 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       return ref.error();
     }
     const auto& opt = shared_->options;
+    auto same_host = [](std::string a, std::string b) {
+      for (std::string* s : {&a, &b}) {
+        if (s->rfind("localhost:", 0) == 0) {
+          *s = "127.0.0.1" + s->substr(9);
+        }
+      }
+      return a == b;
+    };
     bool local = ref->registry.empty() || ParseEcrRegistry(ref->registry).has_value() ||
-                 ref->registry == opt.local_registry;
+                 same_host(ref->registry, opt.local_registry);
     RegistryClientOptions ropts;
     Credentials creds;
     if (local) {
@@ -379,11 +435,12 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     pc.env.push_back("AWS_EXECUTION_ENV=AWS_ECS_FARGATE");
     pc.env.push_back("AWS_REGION=" + opt.region);
     pc.env.push_back("AWS_DEFAULT_REGION=" + opt.region);
-    if (!opt.metadata_base_url.empty()) {
-      std::string uri = opt.metadata_base_url + "/v4/" + desired_.task_id + "/" + c.name;
-      pc.env.push_back("ECS_CONTAINER_METADATA_URI_V4=" + uri);
-      pc.env.push_back("ECS_CONTAINER_METADATA_URI=" + opt.metadata_base_url + "/v3/" +
-                       desired_.task_id + "/" + c.name);
+    std::string base = shared_->MetadataBaseUrl();
+    if (!base.empty()) {
+      pc.env.push_back("ECS_CONTAINER_METADATA_URI_V4=" + base + "/v4/" + desired_.task_id +
+                       "/" + c.name);
+      pc.env.push_back("ECS_CONTAINER_METADATA_URI=" + base + "/v3/" + desired_.task_id + "/" +
+                       c.name);
     }
     std::vector<std::string> lowers;
     for (const auto& l : c.image.layers) {
@@ -552,8 +609,8 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
           }
         }
       }
-      auto code = shared_->runc->Exec(c.runtime_id, cmd, std::chrono::seconds(timeout));
-      bool ok = code.ok() && *code == 0;
+      auto code = shared_->runc->Exec(c.runtime_id, cmd, {}, std::chrono::seconds(timeout));
+      bool ok = code.ok() && !code->timed_out && code->exit_code == 0;
       bool in_grace = now < c.started_at + std::chrono::seconds(start_period);
       std::string before = c.report.health_status;
       {
@@ -925,7 +982,10 @@ Status NodeAgent::Init() {
   shared_->cni = std::make_unique<CniNetwork>(cni);
   shared_->images = std::make_unique<ImageStore>(options_.state_dir + "/images");
   BERTH_TRY(shared_->images->Init());
-  shared_->runc = std::make_unique<Runc>(options_.runtime, options_.state_dir + "/runc");
+  RuncOptions ropts;
+  ropts.binary = options_.runtime;
+  ropts.state_root = options_.state_dir + "/runc";
+  shared_->runc = std::make_unique<Runc>(ropts);
   return Ok();
 }
 
@@ -972,6 +1032,54 @@ std::optional<Json> NodeAgent::MetadataForIp(const std::string& ip, const std::s
     }
   }
   return std::nullopt;
+}
+
+std::optional<Json> NodeAgent::StatsForIp(const std::string& ip, const std::string& container) {
+  std::shared_ptr<TaskRun> found;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, run] : tasks_) {
+      if (run->ip() == ip) {
+        found = run;
+      }
+    }
+  }
+  if (!found) {
+    return std::nullopt;
+  }
+  return found->Stats(container);
+}
+
+Result<std::string> NodeAgent::EnsureBridge() {
+  const std::string& subnet = options_.subnet;
+  size_t slash = subnet.find('/');
+  std::string net = subnet.substr(0, slash);
+  std::string prefix = slash == std::string::npos ? "16" : subnet.substr(slash + 1);
+  std::string gateway = net.substr(0, net.rfind('.')) + ".1";
+  auto run = [](std::vector<std::string> argv) -> Status {
+    ProcessOptions p;
+    p.argv = std::move(argv);
+    p.timeout = std::chrono::seconds(10);
+    auto r = RunProcess(p);
+    if (!r.ok()) {
+      return r.error();
+    }
+    if (r->exit.exit_code != 0) {
+      return ServerError(r->stderr_data);
+    }
+    return Ok();
+  };
+  if (!fs::exists("/sys/class/net/" + options_.bridge)) {
+    BERTH_TRY(run({"ip", "link", "add", "name", options_.bridge, "type", "bridge"}));
+  }
+  BERTH_TRY(run({"ip", "addr", "replace", gateway + "/" + prefix, "dev", options_.bridge}));
+  BERTH_TRY(run({"ip", "link", "set", options_.bridge, "up"}));
+  return gateway;
+}
+
+void NodeAgent::SetMetadataBaseUrl(const std::string& url) {
+  std::lock_guard lock(shared_->url_mu);
+  shared_->metadata_base_url = url;
 }
 
 void NodeAgent::StopAll() {

@@ -121,6 +121,16 @@ class NodeAgent {
   // Task metadata (v4) for the task owning `ip`, for the metadata endpoint.
   std::optional<Json> MetadataForIp(const std::string& ip, const std::string& what);
 
+  // Container stats in Docker's stats shape (the metadata /stats endpoint);
+  // `container` "" gives every container of the task, keyed by runtime id.
+  std::optional<Json> StatsForIp(const std::string& ip, const std::string& container);
+
+  // Creates the task bridge with its gateway address if it does not exist;
+  // returns the gateway address (where the metadata endpoint listens).
+  Result<std::string> EnsureBridge();
+  // The metadata endpoint's base URL as tasks see it ("http://172.31.0.1:51679").
+  void SetMetadataBaseUrl(const std::string& url);
+
   // Stops every task and waits for teardown (used on shutdown of tests; a
   // daemon restart leaves tasks running instead).
   void StopAll();

@@ -25,6 +25,11 @@ struct Config {
   std::string subnet = "172.31.0.0/16";
   double allocation_factor = 1.0;
   std::string runtime = "runc";
+  // The static init bind-mounted for initProcessEnabled ("" finds berth-init
+  // next to berthd).
+  std::string init_binary;
+  // Port of the task metadata endpoint on the bridge address.
+  int metadata_port = 51679;
   // Control plane: a node whose agent is silent this long is declared lost and
   // its tasks are stopped.
   double node_timeout_seconds = 60;
