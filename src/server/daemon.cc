@@ -10,6 +10,9 @@
 #include "api/aws_json_route.h"
 #include "api/credentials.h"
 #include "ecs/ecs_api.h"
+#include "registry/ecr_api.h"
+#include "registry/oci_route.h"
+#include "registry/registry.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
 #include "store/store.h"
@@ -27,6 +30,8 @@ struct Daemon::Impl {
   std::unique_ptr<store::Store> store;
   std::shared_ptr<api::KeyRing> keys;
   std::unique_ptr<ecs::EcsApi> ecs;
+  std::unique_ptr<registry::Registry> registry;
+  std::unique_ptr<registry::EcrApi> ecr;
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
 };
@@ -59,6 +64,16 @@ Status Daemon::Start() {
 
   api::AccountInfo account{config_.account_id, config_.region};
   impl_->ecs = std::make_unique<ecs::EcsApi>(*impl_->store, account);
+  registry::RegistryOptions registry_options;
+  registry_options.root = config_.data_dir + "/registry";
+  registry_options.account = account;
+  registry_options.gc_grace = std::chrono::seconds(config_.registry_gc_grace);
+  auto reg = registry::Registry::Open(*impl_->store, registry_options);
+  if (!reg.ok()) {
+    return reg.error();
+  }
+  impl_->registry = std::move(reg.value());
+  impl_->ecr = std::make_unique<registry::EcrApi>(*impl_->registry);
 
   http::ServerOptions options;
   options.listen = config_.listen;
@@ -66,8 +81,10 @@ Status Daemon::Start() {
   impl_->internal = std::make_shared<InternalRoute>(BERTH_VERSION);
   impl_->server->AddRoute(impl_->internal);
 
+  impl_->server->AddRoute(std::make_shared<registry::OciRoute>(*impl_->registry));
   auto json_route = std::make_shared<api::AwsJsonRoute>(keys, account);
   json_route->AddService(impl_->ecs->MakeService(), "InvalidParameterException");
+  json_route->AddService(impl_->ecr->MakeService(), "InvalidParameterException");
   impl_->server->AddRoute(json_route);
 
   auto bound = impl_->server->Listen();
@@ -75,6 +92,11 @@ Status Daemon::Start() {
     return bound.error();
   }
   address_ = *bound;
+  impl_->registry->SetRegistryHost(
+      !config_.registry_host.empty()
+          ? config_.registry_host
+          : "localhost:" + address_.substr(address_.rfind(':') + 1));
+  impl_->registry->StartCollector(std::chrono::seconds(config_.registry_gc_interval));
   impl_->server->Start();
   impl_->internal->SetReady(true);
   spdlog::info("event=listening address={} data_dir={} region={} account={}", address_,
@@ -87,6 +109,11 @@ void Daemon::Stop() {
     impl_->server->Stop();
     impl_->server.reset();
   }
+  if (impl_->registry) {
+    impl_->registry->StopCollector();
+  }
+  impl_->ecr.reset();
+  impl_->registry.reset();
   impl_->ecs.reset();
   impl_->store.reset();
 }
