@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
                     "Extra access keys, in the AWS CLI's credentials file format");
   serve->add_option("--registry-host", config.registry_host,
                     "host:port clients use for the registry (default localhost:<port>)");
+  serve->add_option("--registry-gc-interval", config.registry_gc_interval,
+                    "Seconds between registry garbage collections")
+      ->capture_default_str();
+  serve->add_option("--registry-gc-grace", config.registry_gc_grace,
+                    "Seconds an idle upload or unreferenced blob is kept")
+      ->capture_default_str();
   serve->add_flag("!--no-agent", config.agent, "Do not run the local node agent");
   serve->add_option("--bridge", config.bridge, "Bridge for task networks")->capture_default_str();
   serve->add_option("--subnet", config.subnet, "Subnet for task IPs")->capture_default_str();
@@ -91,6 +97,10 @@ int main(int argc, char** argv) {
       if (serve->count("--log-level")) merged.log_level = config.log_level;
       if (serve->count("--credentials-file")) merged.credentials_file = config.credentials_file;
       if (serve->count("--registry-host")) merged.registry_host = config.registry_host;
+      if (serve->count("--registry-gc-interval")) {
+        merged.registry_gc_interval = config.registry_gc_interval;
+      }
+      if (serve->count("--registry-gc-grace")) merged.registry_gc_grace = config.registry_gc_grace;
       if (serve->count("--no-agent")) merged.agent = config.agent;
       if (serve->count("--bridge")) merged.bridge = config.bridge;
       if (serve->count("--subnet")) merged.subnet = config.subnet;

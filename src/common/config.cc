@@ -51,6 +51,10 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.credentials_file = value;
     } else if (key == "registry-host") {
       config.registry_host = value;
+    } else if (key == "registry-gc-interval") {
+      config.registry_gc_interval = std::stoi(value);
+    } else if (key == "registry-gc-grace") {
+      config.registry_gc_grace = std::stoi(value);
     } else if (key == "agent") {
       config.agent = value == "true" || value == "1" || value == "yes";
     } else if (key == "bridge") {

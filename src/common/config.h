@@ -19,6 +19,10 @@ struct Config {
   // The host:port clients use to reach the registry; "" derives it from listen
   // ("localhost:<port>").
   std::string registry_host;
+  // Seconds between registry garbage collections, and how long an idle upload
+  // or an unreferenced blob is kept before one removes it.
+  int registry_gc_interval = 3600;
+  int registry_gc_grace = 86400;
   // Node agent settings (all-in-one mode).
   bool agent = true;
   std::string bridge = "berth0";

@@ -12,6 +12,9 @@
 #include "ecs/agent_protocol.h"
 #include "ecs/agent_route.h"
 #include "ecs/ecs_api.h"
+#include "registry/ecr_api.h"
+#include "registry/oci_route.h"
+#include "registry/registry.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
 #include "store/store.h"
@@ -30,6 +33,8 @@ struct Daemon::Impl {
   std::shared_ptr<api::KeyRing> keys;
   std::unique_ptr<ecs::EcsApi> ecs;
   std::shared_ptr<ecs::AgentRoute> agent_route;
+  std::unique_ptr<registry::Registry> registry;
+  std::unique_ptr<registry::EcrApi> ecr;
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
 };
@@ -69,6 +74,16 @@ Status Daemon::Start() {
   if (!node_token.ok()) {
     return node_token.error();
   }
+  registry::RegistryOptions registry_options;
+  registry_options.root = config_.data_dir + "/registry";
+  registry_options.account = account;
+  registry_options.gc_grace = std::chrono::seconds(config_.registry_gc_grace);
+  auto reg = registry::Registry::Open(*impl_->store, registry_options);
+  if (!reg.ok()) {
+    return reg.error();
+  }
+  impl_->registry = std::move(reg.value());
+  impl_->ecr = std::make_unique<registry::EcrApi>(*impl_->registry);
 
   http::ServerOptions options;
   options.listen = config_.listen;
@@ -79,8 +94,10 @@ Status Daemon::Start() {
   impl_->server->AddRoute(impl_->agent_route);
   impl_->server->AddRoute(impl_->internal);
 
+  impl_->server->AddRoute(std::make_shared<registry::OciRoute>(*impl_->registry));
   auto json_route = std::make_shared<api::AwsJsonRoute>(keys, account);
   json_route->AddService(impl_->ecs->MakeService(), "InvalidParameterException");
+  json_route->AddService(impl_->ecr->MakeService(), "InvalidParameterException");
   impl_->server->AddRoute(json_route);
 
   auto bound = impl_->server->Listen();
@@ -88,6 +105,11 @@ Status Daemon::Start() {
     return bound.error();
   }
   address_ = *bound;
+  impl_->registry->SetRegistryHost(
+      !config_.registry_host.empty()
+          ? config_.registry_host
+          : "localhost:" + address_.substr(address_.rfind(':') + 1));
+  impl_->registry->StartCollector(std::chrono::seconds(config_.registry_gc_interval));
   impl_->server->Start();
   impl_->ecs->tasks().StartHousekeeping(std::chrono::seconds(1), std::chrono::minutes(1));
   impl_->internal->SetReady(true);
@@ -104,6 +126,11 @@ void Daemon::Stop() {
     impl_->server->Stop();
     impl_->server.reset();
   }
+  if (impl_->registry) {
+    impl_->registry->StopCollector();
+  }
+  impl_->ecr.reset();
+  impl_->registry.reset();
   impl_->ecs.reset();
   impl_->store.reset();
 }
