@@ -31,7 +31,7 @@ PORT="${PORT:-80}"
 mkdir -p /tmp/www
 TASK_ARN=""
 if [ -n "$ECS_CONTAINER_METADATA_URI_V4" ]; then
-  TASK_ARN=$(wget -q -T 2 -O - "$ECS_CONTAINER_METADATA_URI_V4/task" 2>/dev/null |
+  TASK_ARN=$(wget -q -O - "$ECS_CONTAINER_METADATA_URI_V4/task" 2>/dev/null |
              sed -n 's/.*"TaskARN":"\([^"]*\)".*/\1/p')
 fi
 TASK_ID="${TASK_ARN##*/}"
@@ -41,7 +41,11 @@ TASK_ID="${TASK_ARN##*/}"
   echo "message ${MESSAGE:-none}"
 } > /tmp/www/index.html
 echo "sample-app: serving task ${TASK_ID:-unknown} on port $PORT"
-exec httpd -f -v -p "$PORT" -h /tmp/www
+httpd -f -v -p "$PORT" -h /tmp/www &
+HTTPD=$!
+# As PID 1 the shell must end the server itself when the task is stopped.
+trap 'echo "sample-app: stopping"; kill $HTTPD; wait $HTTPD; exit 0' TERM INT
+wait $HTTPD
 """
 
 EPOCH = 1700000000  # fixed mtimes make the build reproducible

@@ -521,6 +521,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       return config.error();
     }
     std::string bundle = c.dir + "/bundle";
+    fs::create_directories(bundle, ec);
     BERTH_TRY(WriteOciBundle(bundle, *config));
     c.out.path = c.dir + "/stdout.log";
     c.err.path = c.dir + "/stderr.log";

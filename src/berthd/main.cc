@@ -72,6 +72,16 @@ int main(int argc, char** argv) {
                     "Share of the node's cpu and memory offered to tasks")
       ->capture_default_str();
   serve->add_option("--runtime", config.runtime, "OCI runtime binary")->capture_default_str();
+  serve->add_option("--cgroup-parent", config.cgroup_parent, "Cgroup that holds task cgroups")
+      ->capture_default_str();
+  serve->add_option("--metadata-port", config.metadata_port,
+                    "Port of the task metadata endpoint on the bridge address")
+      ->capture_default_str();
+  serve->add_option("--init-binary", config.init_binary,
+                    "Static init for initProcessEnabled (default: berth-init beside berthd)");
+  bool keep_tasks = false;
+  serve->add_flag("--keep-tasks-on-exit", keep_tasks,
+                  "Leave tasks running when berthd exits (default: stop them)");
   serve->add_option("--node-timeout", config.node_timeout_seconds,
                     "Seconds of agent silence after which a node is lost and its tasks stop")
       ->capture_default_str();
@@ -106,8 +116,14 @@ int main(int argc, char** argv) {
       if (serve->count("--subnet")) merged.subnet = config.subnet;
       if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
       if (serve->count("--runtime")) merged.runtime = config.runtime;
+      if (serve->count("--cgroup-parent")) merged.cgroup_parent = config.cgroup_parent;
+      if (serve->count("--metadata-port")) merged.metadata_port = config.metadata_port;
+      if (serve->count("--init-binary")) merged.init_binary = config.init_binary;
       if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
       config = merged;
+    }
+    if (keep_tasks) {
+      config.stop_tasks_on_exit = false;
     }
     return Serve(config);
   }

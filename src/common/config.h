@@ -29,11 +29,16 @@ struct Config {
   std::string subnet = "172.31.0.0/16";
   double allocation_factor = 1.0;
   std::string runtime = "runc";
+  // The cgroup (under each controller's root) that task cgroups go in.
+  std::string cgroup_parent = "berth";
   // The static init bind-mounted for initProcessEnabled ("" finds berth-init
   // next to berthd).
   std::string init_binary;
   // Port of the task metadata endpoint on the bridge address.
   int metadata_port = 51679;
+  // Stop every task when the daemon exits (otherwise they keep running and a
+  // restarted daemon takes them back).
+  bool stop_tasks_on_exit = true;
   // Control plane: a node whose agent is silent this long is declared lost and
   // its tasks are stopped.
   double node_timeout_seconds = 60;

@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -12,11 +15,14 @@
 #include "ecs/agent_protocol.h"
 #include "ecs/agent_route.h"
 #include "ecs/ecs_api.h"
+#include "logs/log_store.h"
+#include "logs/logs_api.h"
 #include "registry/ecr_api.h"
 #include "registry/oci_route.h"
 #include "registry/registry.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
+#include "server/local_agent.h"
 #include "store/store.h"
 
 namespace berth {
@@ -35,9 +41,46 @@ struct Daemon::Impl {
   std::shared_ptr<ecs::AgentRoute> agent_route;
   std::unique_ptr<registry::Registry> registry;
   std::unique_ptr<registry::EcrApi> ecr;
+  std::unique_ptr<logs::LogStore> logs;
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
+  std::unique_ptr<LocalAgent> agent;
+  std::string node_token;
+  // Periodic housekeeping (log retention).
+  std::thread sweeper;
+  std::mutex sweep_mu;
+  std::condition_variable sweep_cv;
+  bool stopping = false;
 };
+
+namespace {
+
+// Appends a container's shipped output to its awslogs stream.
+void ShipToLogStore(logs::LogStore& store, const agent::ShippedLog& log) {
+  int64_t now = logs::LogStore::NowMs();
+  if (!store.GetGroup(log.group).ok() && !log.create_group) {
+    spdlog::warn("event=log_group_missing group={} stream={}", log.group, log.stream);
+    return;
+  }
+  Status st = store.EnsureStream(log.group, log.stream, now);
+  if (!st.ok()) {
+    spdlog::warn("event=log_stream_failed group={} error=\"{}\"", log.group,
+                 st.error().message);
+    return;
+  }
+  std::vector<logs::InputEvent> events;
+  events.reserve(log.events.size());
+  for (const auto& [ts, msg] : log.events) {
+    events.push_back(logs::InputEvent{ts, msg});
+  }
+  auto appended = store.Append(log.group, log.stream, events, now);
+  if (!appended.ok()) {
+    spdlog::warn("event=log_append_failed group={} error=\"{}\"", log.group,
+                 appended.error().message);
+  }
+}
+
+}  // namespace
 
 Daemon::Daemon(Config config) : config_(std::move(config)), impl_(std::make_unique<Impl>()) {}
 
@@ -84,6 +127,11 @@ Status Daemon::Start() {
   }
   impl_->registry = std::move(reg.value());
   impl_->ecr = std::make_unique<registry::EcrApi>(*impl_->registry);
+  auto log_store = logs::LogStore::Open(config_.data_dir + "/logs");
+  if (!log_store.ok()) {
+    return log_store.error();
+  }
+  impl_->logs = std::move(log_store.value());
 
   http::ServerOptions options;
   options.listen = config_.listen;
@@ -98,6 +146,8 @@ Status Daemon::Start() {
   auto json_route = std::make_shared<api::AwsJsonRoute>(keys, account);
   json_route->AddService(impl_->ecs->MakeService(), "InvalidParameterException");
   json_route->AddService(impl_->ecr->MakeService(), "InvalidParameterException");
+  json_route->AddService(std::make_shared<api::JsonService>(logs::MakeLogsService(*impl_->logs)),
+                         "InvalidParameterException");
   impl_->server->AddRoute(json_route);
 
   auto bound = impl_->server->Listen();
@@ -112,6 +162,32 @@ Status Daemon::Start() {
   impl_->registry->StartCollector(std::chrono::seconds(config_.registry_gc_interval));
   impl_->server->Start();
   impl_->ecs->tasks().StartHousekeeping(std::chrono::seconds(1), std::chrono::minutes(1));
+  impl_->node_token = *node_token;
+  impl_->sweeper = std::thread([impl = impl_.get()] {
+    std::unique_lock lock(impl->sweep_mu);
+    while (!impl->sweep_cv.wait_for(lock, std::chrono::seconds(60),
+                                    [impl] { return impl->stopping; })) {
+      lock.unlock();
+      (void)impl->logs->SweepExpired(logs::LogStore::NowMs());
+      lock.lock();
+    }
+  });
+  if (config_.agent) {
+    LocalAgentHooks hooks;
+    logs::LogStore* logs = impl_->logs.get();
+    registry::Registry* reg = impl_->registry.get();
+    hooks.ship_logs = [logs](const agent::ShippedLog& log) { ShipToLogStore(*logs, log); };
+    hooks.registry_password = [reg] {
+      return reg->tokens().Issue(std::chrono::system_clock::now() + std::chrono::hours(12),
+                                 "berth-agent");
+    };
+    impl_->agent = std::make_unique<LocalAgent>(config_, address_, *node_token, hooks);
+    Status started = impl_->agent->Start();
+    if (!started.ok()) {
+      spdlog::error("event=agent_start_failed error=\"{}\"", started.error().message);
+      return started;
+    }
+  }
   impl_->internal->SetReady(true);
   spdlog::info("event=listening address={} data_dir={} region={} account={}", address_,
                config_.data_dir, config_.region, config_.account_id);
@@ -119,6 +195,18 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->agent) {
+    impl_->agent->Stop(config_.stop_tasks_on_exit);
+    impl_->agent.reset();
+  }
+  {
+    std::lock_guard lock(impl_->sweep_mu);
+    impl_->stopping = true;
+  }
+  impl_->sweep_cv.notify_all();
+  if (impl_->sweeper.joinable()) {
+    impl_->sweeper.join();
+  }
   if (impl_->ecs) {
     impl_->ecs->tasks().Shutdown();  // ends long polls before the server joins its workers
   }
@@ -132,6 +220,7 @@ void Daemon::Stop() {
   impl_->ecr.reset();
   impl_->registry.reset();
   impl_->ecs.reset();
+  impl_->logs.reset();
   impl_->store.reset();
 }
 

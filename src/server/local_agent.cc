@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include <spdlog/spdlog.h>
@@ -179,6 +180,15 @@ Status LocalAgent::Start() {
   o.local_registry = "127.0.0.1:" + port;
   o.registry_password = hooks_.registry_password;
   o.init_binary = config_.init_binary;
+  o.cgroup_parent = config_.cgroup_parent;
+  if (o.init_binary.empty()) {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    auto beside = exe.parent_path() / "berth-init";
+    if (!ec && std::filesystem::exists(beside)) {
+      o.init_binary = beside.string();
+    }
+  }
   agent_ = std::make_unique<agent::NodeAgent>(
       o,
       [this, gateway](const agent::TaskReport& r) {
