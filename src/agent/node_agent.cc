@@ -682,7 +682,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
   }
 
   // Reaps exited containers; returns true when an essential one exited.
-  bool CollectExits() {
+  bool CollectExits(bool* any_exited = nullptr) {
     bool essential_exited = false;
     for (auto& c : containers_) {
       if (!c.started || c.exited) {
@@ -711,6 +711,9 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
                    c.name, code);
       if (c.essential) {
         essential_exited = true;
+      }
+      if (any_exited != nullptr) {
+        *any_exited = true;
       }
     }
     return essential_exited;
@@ -893,8 +896,11 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
         SetStatus("RUNNING");
         running_reported = true;
       }
-      if (CollectExits()) {
+      bool any_exited = false;
+      if (CollectExits(&any_exited)) {
         Fail("EssentialContainerExited", "Essential container in task exited");
+      }
+      if (any_exited) {
         Publish();
       }
       RunHealthChecks();
