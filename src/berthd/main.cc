@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
                     "Extra access keys, in the AWS CLI's credentials file format");
   serve->add_option("--registry-host", config.registry_host,
                     "host:port clients use for the registry (default localhost:<port>)");
+  serve->add_option("--registry-gc-interval", config.registry_gc_interval,
+                    "Seconds between registry garbage collections")
+      ->capture_default_str();
+  serve->add_option("--registry-gc-grace", config.registry_gc_grace,
+                    "Seconds an idle upload or unreferenced blob is kept")
+      ->capture_default_str();
   serve->add_flag("!--no-agent", config.agent, "Do not run the local node agent");
   serve->add_option("--bridge", config.bridge, "Bridge for task networks")->capture_default_str();
   serve->add_option("--subnet", config.subnet, "Subnet for task IPs")->capture_default_str();
@@ -66,6 +72,19 @@ int main(int argc, char** argv) {
                     "Share of the node's cpu and memory offered to tasks")
       ->capture_default_str();
   serve->add_option("--runtime", config.runtime, "OCI runtime binary")->capture_default_str();
+  serve->add_option("--cgroup-parent", config.cgroup_parent, "Cgroup that holds task cgroups")
+      ->capture_default_str();
+  serve->add_option("--metadata-port", config.metadata_port,
+                    "Port of the task metadata endpoint on the bridge address")
+      ->capture_default_str();
+  serve->add_option("--init-binary", config.init_binary,
+                    "Static init for initProcessEnabled (default: berth-init beside berthd)");
+  bool keep_tasks = false;
+  serve->add_flag("--keep-tasks-on-exit", keep_tasks,
+                  "Leave tasks running when berthd exits (default: stop them)");
+  serve->add_option("--node-timeout", config.node_timeout_seconds,
+                    "Seconds of agent silence after which a node is lost and its tasks stop")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -88,12 +107,23 @@ int main(int argc, char** argv) {
       if (serve->count("--log-level")) merged.log_level = config.log_level;
       if (serve->count("--credentials-file")) merged.credentials_file = config.credentials_file;
       if (serve->count("--registry-host")) merged.registry_host = config.registry_host;
+      if (serve->count("--registry-gc-interval")) {
+        merged.registry_gc_interval = config.registry_gc_interval;
+      }
+      if (serve->count("--registry-gc-grace")) merged.registry_gc_grace = config.registry_gc_grace;
       if (serve->count("--no-agent")) merged.agent = config.agent;
       if (serve->count("--bridge")) merged.bridge = config.bridge;
       if (serve->count("--subnet")) merged.subnet = config.subnet;
       if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
       if (serve->count("--runtime")) merged.runtime = config.runtime;
+      if (serve->count("--cgroup-parent")) merged.cgroup_parent = config.cgroup_parent;
+      if (serve->count("--metadata-port")) merged.metadata_port = config.metadata_port;
+      if (serve->count("--init-binary")) merged.init_binary = config.init_binary;
+      if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
       config = merged;
+    }
+    if (keep_tasks) {
+      config.stop_tasks_on_exit = false;
     }
     return Serve(config);
   }

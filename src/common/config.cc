@@ -51,6 +51,10 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.credentials_file = value;
     } else if (key == "registry-host") {
       config.registry_host = value;
+    } else if (key == "registry-gc-interval") {
+      config.registry_gc_interval = std::stoi(value);
+    } else if (key == "registry-gc-grace") {
+      config.registry_gc_grace = std::stoi(value);
     } else if (key == "agent") {
       config.agent = value == "true" || value == "1" || value == "yes";
     } else if (key == "bridge") {
@@ -61,6 +65,16 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.allocation_factor = std::stod(value);
     } else if (key == "runtime") {
       config.runtime = value;
+    } else if (key == "cgroup-parent") {
+      config.cgroup_parent = value;
+    } else if (key == "metadata-port") {
+      config.metadata_port = std::stoi(value);
+    } else if (key == "init-binary") {
+      config.init_binary = value;
+    } else if (key == "keep-tasks-on-exit") {
+      config.stop_tasks_on_exit = !(value == "true" || value == "1" || value == "yes");
+    } else if (key == "node-timeout") {
+      config.node_timeout_seconds = std::stod(value);
     } else {
       return ClientError("ConfigError", path + ":" + std::to_string(n) + ": unknown key " + key);
     }

@@ -19,12 +19,29 @@ struct Config {
   // The host:port clients use to reach the registry; "" derives it from listen
   // ("localhost:<port>").
   std::string registry_host;
+  // Seconds between registry garbage collections, and how long an idle upload
+  // or an unreferenced blob is kept before one removes it.
+  int registry_gc_interval = 3600;
+  int registry_gc_grace = 86400;
   // Node agent settings (all-in-one mode).
   bool agent = true;
   std::string bridge = "berth0";
   std::string subnet = "172.31.0.0/16";
   double allocation_factor = 1.0;
   std::string runtime = "runc";
+  // The cgroup (under each controller's root) that task cgroups go in.
+  std::string cgroup_parent = "berth";
+  // The static init bind-mounted for initProcessEnabled ("" finds berth-init
+  // next to berthd).
+  std::string init_binary;
+  // Port of the task metadata endpoint on the bridge address.
+  int metadata_port = 51679;
+  // Stop every task when the daemon exits (otherwise they keep running and a
+  // restarted daemon takes them back).
+  bool stop_tasks_on_exit = true;
+  // Control plane: a node whose agent is silent this long is declared lost and
+  // its tasks are stopped.
+  double node_timeout_seconds = 60;
 };
 
 // Applies `key = value` lines from `path` to `config` (keys as the flags, with

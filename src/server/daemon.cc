@@ -2,16 +2,27 @@
 
 #include <sys/stat.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "api/aws_json_route.h"
 #include "api/credentials.h"
+#include "ecs/agent_protocol.h"
+#include "ecs/agent_route.h"
 #include "ecs/ecs_api.h"
+#include "logs/log_store.h"
+#include "logs/logs_api.h"
+#include "registry/ecr_api.h"
+#include "registry/oci_route.h"
+#include "registry/registry.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
+#include "server/local_agent.h"
 #include "store/store.h"
 
 namespace berth {
@@ -27,9 +38,49 @@ struct Daemon::Impl {
   std::unique_ptr<store::Store> store;
   std::shared_ptr<api::KeyRing> keys;
   std::unique_ptr<ecs::EcsApi> ecs;
+  std::shared_ptr<ecs::AgentRoute> agent_route;
+  std::unique_ptr<registry::Registry> registry;
+  std::unique_ptr<registry::EcrApi> ecr;
+  std::unique_ptr<logs::LogStore> logs;
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
+  std::unique_ptr<LocalAgent> agent;
+  std::string node_token;
+  // Periodic housekeeping (log retention).
+  std::thread sweeper;
+  std::mutex sweep_mu;
+  std::condition_variable sweep_cv;
+  bool stopping = false;
 };
+
+namespace {
+
+// Appends a container's shipped output to its awslogs stream.
+void ShipToLogStore(logs::LogStore& store, const agent::ShippedLog& log) {
+  int64_t now = logs::LogStore::NowMs();
+  if (!store.GetGroup(log.group).ok() && !log.create_group) {
+    spdlog::warn("event=log_group_missing group={} stream={}", log.group, log.stream);
+    return;
+  }
+  Status st = store.EnsureStream(log.group, log.stream, now);
+  if (!st.ok()) {
+    spdlog::warn("event=log_stream_failed group={} error=\"{}\"", log.group,
+                 st.error().message);
+    return;
+  }
+  std::vector<logs::InputEvent> events;
+  events.reserve(log.events.size());
+  for (const auto& [ts, msg] : log.events) {
+    events.push_back(logs::InputEvent{ts, msg});
+  }
+  auto appended = store.Append(log.group, log.stream, events, now);
+  if (!appended.ok()) {
+    spdlog::warn("event=log_append_failed group={} error=\"{}\"", log.group,
+                 appended.error().message);
+  }
+}
+
+}  // namespace
 
 Daemon::Daemon(Config config) : config_(std::move(config)), impl_(std::make_unique<Impl>()) {}
 
@@ -58,16 +109,45 @@ Status Daemon::Start() {
   impl_->store = std::move(store.value());
 
   api::AccountInfo account{config_.account_id, config_.region};
-  impl_->ecs = std::make_unique<ecs::EcsApi>(*impl_->store, account);
+  ecs::TaskManagerOptions task_options;
+  task_options.allocation_factor = config_.allocation_factor;
+  task_options.node_timeout_seconds = config_.node_timeout_seconds;
+  impl_->ecs = std::make_unique<ecs::EcsApi>(*impl_->store, account, task_options);
+  auto node_token = ecs::EnsureNodeToken(config_.data_dir);
+  if (!node_token.ok()) {
+    return node_token.error();
+  }
+  registry::RegistryOptions registry_options;
+  registry_options.root = config_.data_dir + "/registry";
+  registry_options.account = account;
+  registry_options.gc_grace = std::chrono::seconds(config_.registry_gc_grace);
+  auto reg = registry::Registry::Open(*impl_->store, registry_options);
+  if (!reg.ok()) {
+    return reg.error();
+  }
+  impl_->registry = std::move(reg.value());
+  impl_->ecr = std::make_unique<registry::EcrApi>(*impl_->registry);
+  auto log_store = logs::LogStore::Open(config_.data_dir + "/logs");
+  if (!log_store.ok()) {
+    return log_store.error();
+  }
+  impl_->logs = std::move(log_store.value());
 
   http::ServerOptions options;
   options.listen = config_.listen;
   impl_->server = std::make_unique<http::Server>(options);
   impl_->internal = std::make_shared<InternalRoute>(BERTH_VERSION);
+  // The agent route lives under /_berth/ too, so it goes before the internal route.
+  impl_->agent_route = std::make_shared<ecs::AgentRoute>(impl_->ecs->tasks(), *node_token);
+  impl_->server->AddRoute(impl_->agent_route);
   impl_->server->AddRoute(impl_->internal);
 
+  impl_->server->AddRoute(std::make_shared<registry::OciRoute>(*impl_->registry));
   auto json_route = std::make_shared<api::AwsJsonRoute>(keys, account);
   json_route->AddService(impl_->ecs->MakeService(), "InvalidParameterException");
+  json_route->AddService(impl_->ecr->MakeService(), "InvalidParameterException");
+  json_route->AddService(std::make_shared<api::JsonService>(logs::MakeLogsService(*impl_->logs)),
+                         "InvalidParameterException");
   impl_->server->AddRoute(json_route);
 
   auto bound = impl_->server->Listen();
@@ -75,7 +155,39 @@ Status Daemon::Start() {
     return bound.error();
   }
   address_ = *bound;
+  impl_->registry->SetRegistryHost(
+      !config_.registry_host.empty()
+          ? config_.registry_host
+          : "localhost:" + address_.substr(address_.rfind(':') + 1));
+  impl_->registry->StartCollector(std::chrono::seconds(config_.registry_gc_interval));
   impl_->server->Start();
+  impl_->ecs->tasks().StartHousekeeping(std::chrono::seconds(1), std::chrono::minutes(1));
+  impl_->node_token = *node_token;
+  impl_->sweeper = std::thread([impl = impl_.get()] {
+    std::unique_lock lock(impl->sweep_mu);
+    while (!impl->sweep_cv.wait_for(lock, std::chrono::seconds(60),
+                                    [impl] { return impl->stopping; })) {
+      lock.unlock();
+      (void)impl->logs->SweepExpired(logs::LogStore::NowMs());
+      lock.lock();
+    }
+  });
+  if (config_.agent) {
+    LocalAgentHooks hooks;
+    logs::LogStore* logs = impl_->logs.get();
+    registry::Registry* reg = impl_->registry.get();
+    hooks.ship_logs = [logs](const agent::ShippedLog& log) { ShipToLogStore(*logs, log); };
+    hooks.registry_password = [reg] {
+      return reg->tokens().Issue(std::chrono::system_clock::now() + std::chrono::hours(12),
+                                 "berth-agent");
+    };
+    impl_->agent = std::make_unique<LocalAgent>(config_, address_, *node_token, hooks);
+    Status started = impl_->agent->Start();
+    if (!started.ok()) {
+      spdlog::error("event=agent_start_failed error=\"{}\"", started.error().message);
+      return started;
+    }
+  }
   impl_->internal->SetReady(true);
   spdlog::info("event=listening address={} data_dir={} region={} account={}", address_,
                config_.data_dir, config_.region, config_.account_id);
@@ -83,11 +195,32 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->agent) {
+    impl_->agent->Stop(config_.stop_tasks_on_exit);
+    impl_->agent.reset();
+  }
+  {
+    std::lock_guard lock(impl_->sweep_mu);
+    impl_->stopping = true;
+  }
+  impl_->sweep_cv.notify_all();
+  if (impl_->sweeper.joinable()) {
+    impl_->sweeper.join();
+  }
+  if (impl_->ecs) {
+    impl_->ecs->tasks().Shutdown();  // ends long polls before the server joins its workers
+  }
   if (impl_->server) {
     impl_->server->Stop();
     impl_->server.reset();
   }
+  if (impl_->registry) {
+    impl_->registry->StopCollector();
+  }
+  impl_->ecr.reset();
+  impl_->registry.reset();
   impl_->ecs.reset();
+  impl_->logs.reset();
   impl_->store.reset();
 }
 

@@ -4,6 +4,7 @@ Every test talks to berthd the way a user does: boto3, the AWS CLI, skopeo
 and raw HTTP, signed with the keys berthd wrote into its data dir.
 """
 import configparser
+import itertools
 import os
 import shutil
 import signal
@@ -30,15 +31,35 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Berthd:
-    """One berthd process with its own data dir; restartable."""
+_networks = itertools.count()
 
-    def __init__(self, data_dir, extra_args=()):
+
+class Berthd:
+    """One berthd process with its own data dir; restartable.
+
+    Without `agent` it runs no node agent (tests of the API alone, or with the
+    fake agent). With `agent` it runs the real one on a bridge, subnet and
+    cgroup of its own, which stop() removes again.
+    """
+
+    def __init__(self, data_dir, extra_args=(), agent=False):
         self.data_dir = data_dir
         self.port = free_port()
         self.extra_args = list(extra_args)
+        self.agent = agent
         self.proc = None
         self.log_path = os.path.join(data_dir, "berthd.log")
+        if agent:
+            n = (os.getpid() * 7 + next(_networks)) % 250
+            self.bridge = f"bt{os.getpid() % 10000}n{n}"[:15]
+            self.subnet = f"172.27.{n}.0/24"
+            self.gateway = f"172.27.{n}.1"
+            self.cgroup_parent = f"berthtest-{os.getpid()}-{n}"
+            self.extra_args += ["--bridge", self.bridge, "--subnet", self.subnet,
+                                "--cgroup-parent", self.cgroup_parent,
+                                "--metadata-port", str(free_port())]
+        elif "--no-agent" not in self.extra_args:
+            self.extra_args.append("--no-agent")
 
     @property
     def endpoint(self):
@@ -66,7 +87,7 @@ class Berthd:
             time.sleep(0.05)
         raise RuntimeError("berthd did not become healthy:\n" + self.log_tail())
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
+    def stop(self, sig=signal.SIGTERM, timeout=150):
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(sig)
@@ -75,6 +96,11 @@ class Berthd:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def remove_network(self):
+        """Deletes the bridge this berthd's agent made (after its tasks are gone)."""
+        if self.agent:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
     def kill9(self):
         self.stop(signal.SIGKILL)
@@ -126,14 +152,15 @@ def berthd_factory():
     made = []
     root = tempfile.mkdtemp(prefix="berth-test-")
 
-    def make(name="default", extra_args=()):
-        b = Berthd(os.path.join(root, name), extra_args)
+    def make(name="default", extra_args=(), agent=False):
+        b = Berthd(os.path.join(root, name), extra_args, agent)
         made.append(b)
         return b.start()
 
     yield make
     for b in made:
         b.stop()
+        b.remove_network()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -1,0 +1,53 @@
+// The node agent of `berthd serve`: the real agent, running in the daemon's
+// process but speaking the same HTTP agent protocol a remote agent would
+// (register, long-poll the desired tasks, report every state change).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "agent/node_agent.h"
+#include "common/config.h"
+#include "common/result.h"
+#include "server/http_types.h"
+
+namespace berth {
+
+struct LocalAgentHooks {
+  // Appends shipped container output to the log store.
+  std::function<void(const agent::ShippedLog&)> ship_logs;
+  // A registry token the agent pulls with (user "AWS").
+  std::function<std::string()> registry_password;
+};
+
+class LocalAgent {
+ public:
+  LocalAgent(Config config, std::string api_address, std::string node_token,
+             LocalAgentHooks hooks);
+  ~LocalAgent();
+
+  // Prepares the node (bridge, cgroups, image cache), starts the task
+  // metadata endpoint on the bridge address and the control loop.
+  Status Start();
+  // Stops the control loop. Running tasks keep running (a restarted daemon
+  // re-adopts them) unless `stop_tasks`.
+  void Stop(bool stop_tasks);
+
+ private:
+  void Loop();
+
+  Config config_;
+  std::string api_address_;
+  std::string node_token_;
+  LocalAgentHooks hooks_;
+  std::string node_id_;
+  std::unique_ptr<agent::NodeAgent> agent_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  struct Metadata;
+  std::unique_ptr<Metadata> metadata_;
+};
+
+}  // namespace berth

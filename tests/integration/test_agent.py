@@ -1,0 +1,360 @@
+"""The node agent: tasks run as real containers (runc, cgroups, a network
+namespace and IP per task) behind the ECS API.
+
+Needs root, runc and the CNI plugins, as the agent itself does.
+"""
+import base64
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import botocore.exceptions
+import pytest
+
+from images import build_image
+
+NET = {"awsvpcConfiguration": {"subnets": ["subnet-agent"]}}
+EXEC_ROLE = "arn:aws:iam::000000000000:role/ecsTaskExecutionRole"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the node agent needs root")
+
+
+@pytest.fixture(scope="module")
+def node(berthd_factory, tmp_path_factory):
+    b = berthd_factory("agent", agent=True)
+    ecr = b.client("ecr")
+    ecr.create_repository(repositoryName="agent-app")
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    creds = base64.b64decode(token).decode()
+    layout = str(tmp_path_factory.mktemp("agent-image"))
+    img = build_image(layout, tag="v1", cmd=["sh"], applets=(
+        "sh", "echo", "cat", "ls", "sleep", "env", "wget", "httpd", "nc", "true", "false", "id",
+        "hostname", "kill", "mkdir", "tail", "head", "grep", "sed", "dd", "yes", "test", "trap"))
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", creds,
+                    img.reference, f"docker://localhost:{b.port}/agent-app:v1"],
+                   check=True, timeout=120)
+    b.client("ecs").create_cluster(clusterName="agent")
+    b.client("logs").create_log_group(logGroupName="/ecs/agent")
+    b.image = f"agent-app:v1"
+    b.image_digest = img.manifest_digest
+    yield b
+    # Nothing of the node may outlive its tasks.
+    b.stop()
+    assert_no_leaks(b)
+
+
+def assert_no_leaks(b):
+    netns = [n for n in os.listdir("/run/netns") if n.startswith("berth-")] \
+        if os.path.isdir("/run/netns") else []
+    ours = [n for n in netns if os.path.isdir(os.path.join(b.data_dir, "agent", "tasks",
+                                                           n[len("berth-"):]))]
+    assert ours == []
+    for ctrl in ("memory", "cpu", "pids"):
+        path = f"/sys/fs/cgroup/{ctrl}/{b.cgroup_parent}"
+        assert not os.path.exists(path) or os.listdir(path) == [] or all(
+            not os.path.isdir(os.path.join(path, e)) for e in os.listdir(path)), path
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", b.bridge],
+                           capture_output=True, text=True).stdout
+    assert ports.strip() == ""
+    runc = subprocess.run(["runc", "--root", os.path.join(b.data_dir, "agent", "runc"), "list",
+                           "-q"], capture_output=True, text=True).stdout
+    assert runc.strip() == ""
+    with open("/proc/self/mountinfo") as f:
+        assert os.path.join(b.data_dir, "agent") not in f.read()
+
+
+def register(node, family, containers, cpu="256", memory="512"):
+    ecs = node.client("ecs")
+    for c in containers:
+        c.setdefault("image", node.image)
+    return ecs.register_task_definition(
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu=cpu,
+        memory=memory, executionRoleArn=EXEC_ROLE, containerDefinitions=containers,
+    )["taskDefinition"]
+
+
+def logged(name, prefix="t"):
+    return {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/agent",
+                                                "awslogs-region": "us-east-1",
+                                                "awslogs-stream-prefix": prefix}}
+
+
+def run(node, family, **kw):
+    ecs = node.client("ecs")
+    out = ecs.run_task(cluster="agent", taskDefinition=family, launchType="FARGATE",
+                       networkConfiguration=NET, **kw)
+    assert out["failures"] == [], out["failures"]
+    return out["tasks"][0]["taskArn"]
+
+
+def describe(node, arn):
+    return node.client("ecs").describe_tasks(cluster="agent", tasks=[arn])["tasks"][0]
+
+
+def wait_status(node, arn, status, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t = describe(node, arn)
+        if t["lastStatus"] == status:
+            return t
+        if t["lastStatus"] == "STOPPED" and status != "STOPPED":
+            raise AssertionError(f"task stopped: {t.get('stoppedReason')}")
+        time.sleep(0.1)
+    raise AssertionError(f"task not {status} in {timeout}s: {describe(node, arn)['lastStatus']}")
+
+
+def task_ip(task):
+    return task["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+
+
+def log_lines(node, stream, want=None, timeout=15):
+    logs = node.client("logs")
+    deadline = time.time() + timeout
+    msgs = []
+    while time.time() < deadline:
+        try:
+            ev = logs.get_log_events(logGroupName="/ecs/agent", logStreamName=stream,
+                                     startFromHead=True)["events"]
+            msgs = [e["message"] for e in ev]
+        except botocore.exceptions.ClientError:
+            msgs = []
+        if want is None and msgs or want is not None and any(want in m for m in msgs):
+            return msgs
+        time.sleep(0.2)
+    return msgs
+
+
+def stop(node, arn, reason="test done"):
+    node.client("ecs").stop_task(cluster="agent", task=arn, reason=reason)
+    return wait_status(node, arn, "STOPPED", timeout=90)
+
+
+def test_httpd_task_reachable_at_its_ip(node):
+    register(node, "web", [{"name": "web", "command": [
+        "sh", "-c", "mkdir -p /tmp/w; echo served-by-berth > /tmp/w/index.html; "
+                    "exec httpd -f -p 8080 -h /tmp/w"],
+        "portMappings": [{"containerPort": 8080}], "stopTimeout": 2}])
+    arn = run(node, "web")
+    t = wait_status(node, arn, "RUNNING")
+    ip = task_ip(t)
+    assert ip.startswith(node.subnet.rsplit(".", 1)[0] + ".")
+    eni = t["attachments"][0]
+    assert eni["type"] == "ElasticNetworkInterface"
+    details = {d["name"]: d["value"] for d in eni["details"]}
+    assert details["privateIPv4Address"] == ip
+    assert t["containers"][0]["imageDigest"] == node.image_digest
+    body = ""
+    for _ in range(50):
+        try:
+            body = urllib.request.urlopen(f"http://{ip}:8080/", timeout=2).read().decode()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert body == "served-by-berth\n"
+    s = stop(node, arn)
+    assert s["stopCode"] == "UserInitiated"
+    assert s["stoppedReason"] == "test done"
+
+
+def test_two_containers_share_localhost(node):
+    register(node, "pair", [
+        {"name": "server", "stopTimeout": 2,
+         "command": ["sh", "-c", "mkdir -p /tmp/w; echo pong > /tmp/w/p; "
+                                 "exec httpd -f -p 9000 -h /tmp/w"]},
+        {"name": "client", "essential": False, "logConfiguration": logged("client"),
+         "stopTimeout": 2,
+         "command": ["sh", "-c", "sleep 1; wget -q -O - http://127.0.0.1:9000/p; sleep 300"]}])
+    arn = run(node, "pair")
+    wait_status(node, arn, "RUNNING")
+    tid = arn.rsplit("/", 1)[1]
+    assert "pong" in log_lines(node, f"t/client/{tid}", want="pong")
+    stop(node, arn)
+
+
+def test_environment_and_command_overrides(node):
+    register(node, "envs", [{"name": "app", "logConfiguration": logged("app"),
+                             "environment": [{"name": "FROM_DEF", "value": "d"}],
+                             "command": ["sh", "-c", "echo never"]}])
+    arn = run(node, "envs", overrides={"containerOverrides": [{
+        "name": "app", "command": ["sh", "-c", "echo got=$FROM_DEF/$FROM_OVERRIDE/$AWS_REGION/"
+                                               "$AWS_EXECUTION_ENV"],
+        "environment": [{"name": "FROM_OVERRIDE", "value": "o"}]}]})
+    t = wait_status(node, arn, "STOPPED")
+    tid = arn.rsplit("/", 1)[1]
+    assert log_lines(node, f"t/app/{tid}", want="got=") == ["got=d/o/us-east-1/AWS_ECS_FARGATE"]
+    assert t["containers"][0]["exitCode"] == 0
+    assert t["stopCode"] == "EssentialContainerExited"
+
+
+def test_awslogs_stream_naming_c14(node):
+    register(node, "c14", [{"name": "app", "logConfiguration": logged("app", prefix="svc"),
+                            "command": ["echo", "hello-c14"]}])
+    arn = run(node, "c14")
+    wait_status(node, arn, "STOPPED")
+    tid = arn.rsplit("/", 1)[1]
+    streams = [s["logStreamName"] for s in node.client("logs").describe_log_streams(
+        logGroupName="/ecs/agent", logStreamNamePrefix="svc/")["logStreams"]]
+    assert f"svc/app/{tid}" in streams
+    assert log_lines(node, f"svc/app/{tid}", want="hello-c14") == ["hello-c14"]
+
+
+def test_essential_exit_stops_task_c11(node):
+    register(node, "c11", [
+        {"name": "app", "command": ["sh", "-c", "sleep 1; exit 3"]},
+        {"name": "sidecar", "essential": False, "command": ["sh", "-c", "sleep 3600"],
+         "stopTimeout": 2}])
+    arn = run(node, "c11")
+    ecs = node.client("ecs")
+    ecs.get_waiter("tasks_stopped").wait(cluster="agent", tasks=[arn],
+                                         WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    t = describe(node, arn)
+    assert t["desiredStatus"] == "STOPPED"
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["stoppedReason"] == "Essential container in task exited"
+    by = {c["name"]: c for c in t["containers"]}
+    assert by["app"]["exitCode"] == 3
+    assert by["sidecar"]["lastStatus"] == "STOPPED"
+    assert by["sidecar"]["exitCode"] in (137, 143, 0)
+    assert t["stoppedAt"] and t["executionStoppedAt"]
+
+
+def test_non_essential_exit_keeps_task_running(node):
+    register(node, "c11b", [
+        {"name": "app", "command": ["sh", "-c", "sleep 3600"], "stopTimeout": 2},
+        {"name": "sidecar", "essential": False, "command": ["sh", "-c", "exit 5"]}])
+    arn = run(node, "c11b")
+    wait_status(node, arn, "RUNNING")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        side = {c["name"]: c for c in describe(node, arn)["containers"]}["sidecar"]
+        if side.get("exitCode") is not None:
+            break
+        time.sleep(0.2)
+    t = describe(node, arn)
+    assert t["lastStatus"] == "RUNNING"
+    assert {c["name"]: c for c in t["containers"]}["sidecar"]["exitCode"] == 5
+    stop(node, arn)
+
+
+def test_stop_timeout_then_sigkill_c12(node):
+    register(node, "c12", [{"name": "stubborn", "stopTimeout": 3, "command": [
+        "sh", "-c", "trap '' TERM; while :; do sleep 1; done"]}])
+    arn = run(node, "c12")
+    wait_status(node, arn, "RUNNING")
+    t0 = time.time()
+    out = node.client("ecs").stop_task(cluster="agent", task=arn, reason="c12 test")
+    assert out["task"]["desiredStatus"] == "STOPPED"
+    t = wait_status(node, arn, "STOPPED", timeout=60)
+    took = time.time() - t0
+    assert 3 <= took < 20, took
+    assert t["containers"][0]["exitCode"] == 137
+    assert t["stopCode"] == "UserInitiated"
+    assert t["stoppedReason"] == "c12 test"
+
+
+def test_memory_hog_is_oom_killed(node):
+    register(node, "hog", [{"name": "hog", "memory": 64, "command": [
+        "sh", "-c", "tail /dev/zero"]}], memory="512")
+    arn = run(node, "hog")
+    t = wait_status(node, arn, "STOPPED", timeout=60)
+    c = t["containers"][0]
+    assert c["exitCode"] == 137
+    assert c["reason"] == "OutOfMemoryError: Container killed due to memory usage"
+    assert t["stopCode"] == "EssentialContainerExited"
+
+
+def test_task_cgroup_has_the_task_size(node):
+    register(node, "sized", [{"name": "app", "command": ["sleep", "300"], "stopTimeout": 2}],
+             cpu="512", memory="1024")
+    arn = run(node, "sized")
+    wait_status(node, arn, "RUNNING")
+    tid = arn.rsplit("/", 1)[1]
+    base_cpu = f"/sys/fs/cgroup/cpu/{node.cgroup_parent}/{tid}"
+    base_mem = f"/sys/fs/cgroup/memory/{node.cgroup_parent}/{tid}"
+    if os.path.exists(base_cpu):
+        assert open(f"{base_cpu}/cpu.cfs_quota_us").read().strip() == "50000"
+        assert open(f"{base_cpu}/cpu.cfs_period_us").read().strip() == "100000"
+        assert open(f"{base_mem}/memory.limit_in_bytes").read().strip() == str(1024 << 20)
+    else:  # cgroup v2
+        base = f"/sys/fs/cgroup/{node.cgroup_parent}/{tid}"
+        assert open(f"{base}/cpu.max").read().split() == ["50000", "100000"]
+        assert open(f"{base}/memory.max").read().strip() == str(1024 << 20)
+    stop(node, arn)
+
+
+def test_depends_on_healthy_delays_start(node):
+    register(node, "deps", [
+        {"name": "db", "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"],
+         "stopTimeout": 2,
+         "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ready"], "interval": 5,
+                         "timeout": 2, "retries": 3}},
+        {"name": "app", "stopTimeout": 2, "command": ["sleep", "3600"],
+         "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}])
+    arn = run(node, "deps")
+    t = wait_status(node, arn, "RUNNING", timeout=60)
+    by = {c["name"]: c for c in t["containers"]}
+    assert by["db"]["healthStatus"] == "HEALTHY"
+    assert by["app"]["lastStatus"] == "RUNNING"
+    stop(node, arn)
+
+
+def test_dependency_success_non_essential_init_c05(node):
+    register(node, "c05", [
+        {"name": "init", "essential": False, "command": ["true"]},
+        {"name": "app", "stopTimeout": 2, "command": ["sleep", "300"],
+         "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]}])
+    arn = run(node, "c05")
+    t = wait_status(node, arn, "RUNNING", timeout=30)
+    by = {c["name"]: c for c in t["containers"]}
+    assert by["init"]["lastStatus"] == "STOPPED" and by["init"]["exitCode"] == 0
+    assert by["app"]["lastStatus"] == "RUNNING"
+    stop(node, arn)
+
+
+def test_task_metadata_endpoint(node):
+    register(node, "meta", [{"name": "app", "logConfiguration": logged("app"), "command": [
+        "sh", "-c", "wget -q -O - $ECS_CONTAINER_METADATA_URI_V4/task; echo; "
+                    "wget -q -O - $ECS_CONTAINER_METADATA_URI_V4; echo; "
+                    "wget -q -O - $ECS_CONTAINER_METADATA_URI_V4/stats; echo"]}])
+    arn = run(node, "meta")
+    wait_status(node, arn, "STOPPED")
+    tid = arn.rsplit("/", 1)[1]
+    lines = log_lines(node, f"t/app/{tid}", want="memory_stats")
+    task_md, container_md, stats = (json.loads(l) for l in lines[:3])
+    assert task_md["TaskARN"] == arn
+    assert task_md["Cluster"] == "agent"
+    assert task_md["Family"] == "meta"
+    assert task_md["LaunchType"] == "FARGATE"
+    assert task_md["Limits"] == {"CPU": 0.25, "Memory": 512}
+    assert container_md["Name"] == "app"
+    assert container_md["Networks"][0]["NetworkMode"] == "awsvpc"
+    assert "usage" in stats["memory_stats"] and "cpu_usage" in stats["cpu_stats"]
+
+
+def test_pull_failure_is_cannot_pull_container_error(node):
+    register(node, "nopull", [{"name": "app", "image": "does-not-exist:latest"}])
+    arn = run(node, "nopull")
+    t = wait_status(node, arn, "STOPPED", timeout=30)
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert t["stoppedReason"].startswith("CannotPullContainerError: ")
+
+
+def test_list_tasks_desired_status_with_real_containers_c07(node):
+    ecs = node.client("ecs")
+    register(node, "c07", [{"name": "app", "command": ["sleep", "3600"], "stopTimeout": 2}])
+    register(node, "c07-done", [{"name": "app", "command": ["true"]}])
+    a = run(node, "c07")
+    b = run(node, "c07")
+    c = run(node, "c07-done")
+    wait_status(node, a, "RUNNING")
+    wait_status(node, b, "RUNNING")
+    stop(node, b)
+    wait_status(node, c, "STOPPED")
+    running = set(ecs.list_tasks(cluster="agent", family="c07")["taskArns"])
+    assert running == {a}
+    stopped = set(ecs.list_tasks(cluster="agent", desiredStatus="STOPPED")["taskArns"])
+    assert {b, c} <= stopped and a not in stopped
+    assert describe(node, c)["desiredStatus"] == "STOPPED"
+    stop(node, a)
