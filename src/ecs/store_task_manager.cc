@@ -332,8 +332,11 @@ Json StoreTaskManager::NewTask(const StartTasksRequest& req, const std::string& 
   int64_t storage = IntOr(td.value("ephemeralStorage", Json::object()), "sizeInGiB", 20);
   storage = IntOr(overrides.value("ephemeralStorage", Json::object()), "sizeInGiB", storage);
 
+  std::string arch = Str(td.value("runtimePlatform", Json::object()), "cpuArchitecture");
   Json task = {
       {"attachments", Json::array({attachment})},
+      {"attributes", Json::array({{{"name", "ecs.cpu-architecture"},
+                                   {"value", arch == "ARM64" ? "arm64" : "x86_64"}}})},
       {"clusterArn", ClusterArn(req.cluster)},
       {"containers", containers},
       {"cpu", std::to_string(cpu)},
@@ -1001,7 +1004,18 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
   Touch(node_id);
 
   const std::string prefix = kDesired + node_id + "/";
-  if (after > 0) {
+  bool waits = after > 0 && wait.count() > 0;
+  bool no_slot = false;
+  if (waits && long_polls_.fetch_add(1) >= options_.max_long_polls) {
+    long_polls_.fetch_sub(1);
+    no_slot = true;
+    waits = false;
+  }
+  if (waits) {
+    struct SlotRelease {
+      std::atomic<int>& n;
+      ~SlotRelease() { n.fetch_sub(1); }
+    } release{long_polls_};
     // Wait in slices so a shutdown never waits for a whole long poll, and so
     // a long poll keeps the node's heartbeat fresh.
     auto deadline = std::chrono::steady_clock::now() + wait;
@@ -1027,6 +1041,9 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
 
   DesiredState state;
   state.revision = store_.Revision();
+  if (no_slot) {
+    state.retry_after_ms = 1000;
+  }
   auto entries = store_.List(prefix);
   if (!entries.ok()) {
     return entries.error();

@@ -36,6 +36,9 @@ struct TaskManagerOptions {
   double stopped_task_retention_seconds = 3600;
   /// A node not heard from (desired polls, reports) for this long is lost.
   double node_timeout_seconds = 60;
+  /// Most desired long polls waiting at once; each holds an HTTP worker
+  /// thread, so the rest are answered at once with a retry delay.
+  int max_long_polls = 8;
   /// Epoch seconds; NowEpochSeconds when unset (tests inject their own).
   std::function<double()> clock;
 };
@@ -141,6 +144,7 @@ class StoreTaskManager : public TaskManager {
   std::mutex seen_mu_;
   std::unordered_map<std::string, double> last_seen_;
 
+  std::atomic<int> long_polls_{0};
   std::atomic<bool> stopping_{false};
   std::mutex housekeeping_mu_;
   std::condition_variable housekeeping_cv_;
