@@ -377,6 +377,28 @@ Json StoreTaskManager::NewTask(const StartTasksRequest& req, const std::string& 
   return task;
 }
 
+Result<std::shared_ptr<const StoreTaskManager::CachedNode>> StoreTaskManager::ParsedNode(
+    const store::Entry& entry) {
+  {
+    std::lock_guard<std::mutex> lock(node_cache_mu_);
+    auto it = node_cache_.find(entry.key);
+    if (it != node_cache_.end() && it->second->mod_revision == entry.mod_revision) {
+      return it->second;
+    }
+  }
+  auto doc = Parse(entry.value, entry.key);
+  if (!doc.ok()) {
+    return doc.error();
+  }
+  auto node = std::make_shared<CachedNode>();
+  node->mod_revision = entry.mod_revision;
+  node->scheduler = ToSchedulerNode(*doc);
+  node->doc = std::move(*doc);
+  std::lock_guard<std::mutex> lock(node_cache_mu_);
+  node_cache_[entry.key] = node;
+  return std::shared_ptr<const CachedNode>(node);
+}
+
 Json StoreTaskManager::DesiredDoc(const Json& task) const {
   return Json{{"cluster", ClusterNameOf(task)},
               {"taskId", TaskIdOf(task)},
@@ -432,22 +454,24 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
     }
     Placer placer;
     std::vector<const store::Entry*> node_entries;
-    std::vector<Json> node_docs;
+    std::vector<std::shared_ptr<const CachedNode>> cached;
     for (const auto& e : *nodes) {
-      auto doc = Parse(e.value, e.key);
-      if (!doc.ok()) {
-        return doc.error();
+      auto node = ParsedNode(e);
+      if (!node.ok()) {
+        return node.error();
       }
-      if (Str(*doc, "status") != "ACTIVE") {
+      if (Str((*node)->doc, "status") != "ACTIVE") {
         continue;
       }
-      placer.AddNode(ToSchedulerNode(*doc));
+      placer.AddNode((*node)->scheduler);
       node_entries.push_back(&e);
-      node_docs.push_back(std::move(*doc));
+      cached.push_back(std::move(*node));
     }
+    // Only the nodes that take a task are copied and rewritten.
+    std::vector<std::optional<Json>> node_docs(cached.size());
 
     StartTasksResult result;
-    std::vector<bool> touched(node_docs.size(), false);
+    std::vector<bool> touched(cached.size(), false);
     store::Txn txn;
     for (const Json& base : docs) {
       PlacementDecision d = placer.Place(*cpu, *memory, group);
@@ -456,7 +480,10 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
         continue;
       }
       Json task = base;
-      Json& node = node_docs[d.node];
+      if (!node_docs[d.node]) {
+        node_docs[d.node] = cached[d.node]->doc;
+      }
+      Json& node = *node_docs[d.node];
       std::string node_id = Str(node, "nodeId");
       task["_node"] = node_id;
       task["availabilityZone"] = Str(node, "availabilityZone");
@@ -476,7 +503,7 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
     for (size_t i = 0; i < node_docs.size(); ++i) {
       if (touched[i]) {
         txn.IfRevision(node_entries[i]->key, node_entries[i]->mod_revision);
-        txn.Put(node_entries[i]->key, node_docs[i].dump());
+        txn.Put(node_entries[i]->key, node_docs[i]->dump());
       }
     }
     // Rewriting the cluster document makes a concurrent DeleteCluster, which

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "ecs/agent_protocol.h"
+#include "ecs/scheduler.h"
 #include "ecs/tasks.h"
 #include "store/store.h"
 
@@ -127,6 +129,15 @@ class StoreTaskManager : public TaskManager {
   // What a task mutation asks for besides rewriting the task.
   using Mutation = std::function<Result<bool>(Json& task)>;
 
+  // A node document parsed once per revision: placement reads every node on
+  // every RunTask, and most of them have not changed since the last one.
+  struct CachedNode {
+    int64_t mod_revision = 0;
+    Json doc;
+    SchedulerNode scheduler;
+  };
+  Result<std::shared_ptr<const CachedNode>> ParsedNode(const store::Entry& entry);
+
   Result<Json> MutateTask(const std::string& cluster, const std::string& task_id,
                           const Mutation& mutate);
   Json NewTask(const StartTasksRequest& request, const std::string& task_id, int64_t cpu,
@@ -140,6 +151,9 @@ class StoreTaskManager : public TaskManager {
   store::Store& store_;
   TaskManagerOptions options_;
   double started_at_;
+
+  std::mutex node_cache_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const CachedNode>> node_cache_;
 
   std::mutex seen_mu_;
   std::unordered_map<std::string, double> last_seen_;
