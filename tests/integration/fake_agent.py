@@ -251,6 +251,8 @@ class FakeAgent:
                 continue
             self.revision = state["revision"]
             self._apply_desired(state["tasks"])
+            if state.get("retryAfterMs"):
+                self._stop.wait(state["retryAfterMs"] / 1000)
             for task in list(self.tasks.values()):
                 if not task.done:
                     self._advance(task)

@@ -411,6 +411,29 @@ TEST_F(TaskManagerTest, DesiredLongPollWakesWhenATaskIsPlaced) {
   EXPECT_GT(state->revision, initial->revision);
 }
 
+TEST_F(TaskManagerTest, LongPollsBeyondTheLimitAnswerAtOnceWithARetryDelay) {
+  AddNode("n1", 2048, 4096);
+  TaskManagerOptions options;
+  options.max_long_polls = 1;
+  StoreTaskManager limited(*store_, options);
+  int64_t revision = store_->Revision();
+
+  auto holder = std::async(std::launch::async, [&] {
+    return limited.Desired("n1", revision, std::chrono::seconds(2));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto started_at = std::chrono::steady_clock::now();
+  auto refused = limited.Desired("n1", revision, std::chrono::seconds(2));
+  auto refused_after = std::chrono::steady_clock::now() - started_at;
+  auto held = holder.get();
+
+  ASSERT_TRUE(refused.ok());
+  ASSERT_TRUE(held.ok());
+  EXPECT_LT(refused_after, std::chrono::milliseconds(500));
+  EXPECT_EQ(1000, refused->retry_after_ms);
+  EXPECT_EQ(0, held->retry_after_ms);
+}
+
 TEST_F(TaskManagerTest, FindTasksFiltersByDesiredStatusAndFamily) {
   AddNode("n1", 4096, 8192);
   std::string running = StartOne();
