@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -162,6 +163,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     report_.task_id = desired_.task_id;
     report_.cluster = desired_.cluster;
     report_.last_status = "PENDING";
+    report_.seq = desired_.seq;
     for (const auto& c : desired_.task_definition.value("containerDefinitions", Json::array())) {
       Container ct;
       ct.def = c;
@@ -175,6 +177,114 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     task_dir_ = shared_->options.state_dir + "/tasks/" + desired_.task_id;
     netns_name_ = "berth-" + desired_.task_id;
   }
+
+  // The record a restarted agent takes the task back from.
+  Json StateJson() {
+    std::lock_guard lock(mu_);
+    Json cs = Json::array();
+    for (const auto& c : containers_) {
+      Json cj = {{"name", c.name},          {"pid", c.pid},
+                 {"started", c.started},    {"exited", c.exited},
+                 {"dir", c.dir},            {"outOffset", c.out.offset},
+                 {"errOffset", c.err.offset}, {"report", Json::object()}};
+      cj["report"] = {{"lastStatus", c.report.last_status},
+                      {"reason", c.report.reason},
+                      {"healthStatus", c.report.health_status},
+                      {"imageDigest", c.report.image_digest}};
+      if (c.report.exit_code) {
+        cj["report"]["exitCode"] = *c.report.exit_code;
+      }
+      cs.push_back(std::move(cj));
+    }
+    return Json{{"taskId", desired_.task_id},
+                {"taskArn", desired_.task_arn},
+                {"cluster", desired_.cluster},
+                {"desiredStatus", desired_.desired_status},
+                {"taskDefinition", desired_.task_definition},
+                {"overrides", desired_.overrides},
+                {"netnsPath", netns_path_},
+                {"cgroupCreated", cgroup_created_},
+                {"etc", {{"hosts", etc_.hosts}, {"hostname", etc_.hostname},
+                         {"resolvConf", etc_.resolv_conf}}},
+                {"cpu", cpu_units_},
+                {"memory", memory_mib_},
+                {"report", report_.ToJson()},
+                {"containers", cs}};
+  }
+
+  void Persist() {
+    std::string path = task_dir_ + "/state.json";
+    std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      if (!out) {
+        return;
+      }
+      out << StateJson().dump();
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+  }
+
+  // Restores a task from its record; returns false when the record is unusable.
+  bool Restore(const Json& st) {
+    try {
+      netns_path_ = st.value("netnsPath", "");
+      cgroup_created_ = st.value("cgroupCreated", false);
+      const Json etc = st.value("etc", Json::object());
+      etc_.hosts = etc.value("hosts", "");
+      etc_.hostname = etc.value("hostname", "");
+      etc_.resolv_conf = etc.value("resolvConf", "");
+      cpu_units_ = st.value("cpu", 256);
+      memory_mib_ = st.value("memory", 512);
+      const Json r = st.value("report", Json::object());
+      report_.seq = std::max<uint64_t>(report_.seq, r.value("seq", 0ull));
+      report_.last_status = r.value("lastStatus", "PENDING");
+      report_.health_status = r.value("healthStatus", "UNKNOWN");
+      report_.private_ip = r.value("privateIpv4Address", "");
+      report_.mac_address = r.value("macAddress", "");
+      report_.stop_code = r.value("stopCode", "");
+      report_.stopped_reason = r.value("stoppedReason", "");
+      report_.pull_started_at = r.value("pullStartedAt", 0.0);
+      report_.pull_stopped_at = r.value("pullStoppedAt", 0.0);
+      report_.started_at = r.value("startedAt", 0.0);
+      report_.execution_stopped_at = r.value("executionStoppedAt", 0.0);
+      for (const auto& cj : st.value("containers", Json::array())) {
+        for (auto& c : containers_) {
+          if (c.name != cj.value("name", "")) {
+            continue;
+          }
+          c.pid = cj.value("pid", -1);
+          c.started = cj.value("started", false);
+          c.exited = cj.value("exited", false);
+          c.dir = cj.value("dir", "");
+          c.out.path = c.dir + "/stdout.log";
+          c.err.path = c.dir + "/stderr.log";
+          c.out.offset = cj.value("outOffset", 0);
+          c.err.offset = cj.value("errOffset", 0);
+          const Json cr = cj.value("report", Json::object());
+          c.report.last_status = cr.value("lastStatus", "PENDING");
+          c.report.reason = cr.value("reason", "");
+          c.report.health_status = cr.value("healthStatus", "UNKNOWN");
+          c.report.image_digest = cr.value("imageDigest", "");
+          if (cr.contains("exitCode")) {
+            c.report.exit_code = cr["exitCode"].get<int>();
+          }
+          c.adopted = c.started && !c.exited;
+          c.started_at = Clock::now();
+          c.next_check = Clock::now();
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("event=task_record_unusable task={} error=\"{}\"", desired_.task_id,
+                   e.what());
+      return false;
+    }
+    adopted_ = true;
+    return true;
+  }
+
+  const std::string& task_id() const { return desired_.task_id; }
 
   void Start() {
     auto self = shared_from_this();
@@ -331,6 +441,9 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     Clock::time_point started_at;
     Clock::time_point next_check;
     int failures = 0;
+    // Started by an earlier run of the agent: not our child, so its exit is
+    // seen by polling rather than by the reaper, and its exit code is lost.
+    bool adopted = false;
   };
 
   void Publish() {
@@ -344,6 +457,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       }
       copy = report_;
     }
+    Persist();
     report_fn_(copy);
   }
 
@@ -655,6 +769,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
   }
 
   void ShipLogs(bool flush) {
+    bool shipped = false;
     for (auto& c : containers_) {
       if (!c.started) {
         continue;
@@ -678,6 +793,10 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       log.create_group = o.value("awslogs-create-group", "") == "true";
       log.events = std::move(events);
       logs_fn_(log);
+      shipped = true;
+    }
+    if (shipped) {
+      Persist();  // the shipped offsets, so a restarted agent ships nothing twice
     }
   }
 
@@ -688,15 +807,27 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       if (!c.started || c.exited) {
         continue;
       }
-      auto exit = Reaper::Instance().Peek(c.pid);
-      if (!exit) {
-        continue;
+      std::optional<int> code;
+      if (c.adopted) {
+        auto state = shared_->runc->State(c.runtime_id);
+        bool alive = state.ok() && state->status != ContainerStatus::kStopped && state->pid > 0;
+        if (alive) {
+          continue;
+        }
+      } else {
+        auto exit = Reaper::Instance().Peek(c.pid);
+        if (!exit) {
+          continue;
+        }
+        code = exit->signal ? 128 + exit->signal : exit->exit_code;
       }
-      int code = exit->signal ? 128 + exit->signal : exit->exit_code;
       std::string reason;
       auto oom = shared_->cgroups->OomKilled(desired_.task_id, c.name);
-      if (oom.ok() && *oom && code == 137) {
+      if (oom.ok() && *oom && code.value_or(137) == 137) {
         reason = "OutOfMemoryError: Container killed due to memory usage";
+      } else if (!code) {
+        reason = "The container exited while the node agent was restarting; its exit code is "
+                 "unknown.";
       }
       {
         std::lock_guard lock(mu_);
@@ -708,7 +839,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
         }
       }
       spdlog::info("event=container_exited task={} container={} exit_code={}", desired_.task_id,
-                   c.name, code);
+                   c.name, code ? std::to_string(*code) : "unknown");
       if (c.essential) {
         essential_exited = true;
       }
@@ -780,21 +911,33 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
 
   void Run() {
     spdlog::info("event=task_start task={}", desired_.task_id);
-    Publish();
+    if (!adopted_) {
+      Publish();
+    }
     std::error_code ec;
     fs::create_directories(task_dir_, ec);
     const auto& td = desired_.task_definition;
-    cpu_units_ = std::atoi(td.value("cpu", "256").c_str());
-    memory_mib_ = std::atoi(td.value("memory", "512").c_str());
-    if (desired_.overrides.contains("cpu")) {
+    if (!adopted_) {
+      cpu_units_ = std::atoi(td.value("cpu", "256").c_str());
+      memory_mib_ = std::atoi(td.value("memory", "512").c_str());
+    }
+    if (!adopted_ && desired_.overrides.contains("cpu")) {
       cpu_units_ = std::atoi(desired_.overrides["cpu"].get<std::string>().c_str());
     }
-    if (desired_.overrides.contains("memory")) {
+    if (!adopted_ && desired_.overrides.contains("memory")) {
       memory_mib_ = std::atoi(desired_.overrides["memory"].get<std::string>().c_str());
     }
 
     bool started_ok = false;
+    if (adopted_) {
+      started_ok = true;
+      spdlog::info("event=task_adopted task={} last_status={}", desired_.task_id,
+                   report_.last_status);
+    }
     do {
+      if (adopted_) {
+        break;
+      }
       Status net = SetUpNetwork();
       if (!net.ok()) {
         Fail("TaskFailedToStart", "ResourceInitializationError: failed to set up the task "
@@ -851,7 +994,10 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       started_ok = true;
     } while (false);
 
-    bool running_reported = false;
+    bool running_reported = adopted_ && report_.last_status == "RUNNING";
+    if (adopted_) {
+      Publish();
+    }
     while (started_ok) {
       {
         std::unique_lock lock(mu_);
@@ -948,6 +1094,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
   std::string netns_path_;
   TaskEtcFiles etc_;
   bool cgroup_created_ = false;
+  bool adopted_ = false;
   bool stop_requested_ = false;
   bool detached_ = false;
   bool finished_ = false;
@@ -993,11 +1140,51 @@ Status NodeAgent::Init() {
   ropts.binary = options_.runtime;
   ropts.state_root = options_.state_dir + "/runc";
   shared_->runc = std::make_unique<Runc>(ropts);
+
+  // Take back what a previous run left: every task record in the state dir.
+  for (const auto& entry : fs::directory_iterator(options_.state_dir + "/tasks", ec)) {
+    std::ifstream in(entry.path() / "state.json");
+    if (!in) {
+      continue;
+    }
+    Json st;
+    try {
+      in >> st;
+    } catch (const std::exception&) {
+      continue;
+    }
+    DesiredTask d;
+    d.task_id = st.value("taskId", "");
+    d.task_arn = st.value("taskArn", "");
+    d.cluster = st.value("cluster", "");
+    d.desired_status = st.value("desiredStatus", "RUNNING");
+    d.task_definition = st.value("taskDefinition", Json::object());
+    d.overrides = st.value("overrides", Json::object());
+    if (d.task_id.empty()) {
+      continue;
+    }
+    auto run = std::make_shared<TaskRun>(shared_, d, report_, logs_);
+    if (!run->Restore(st)) {
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    tasks_[d.task_id] = run;
+    run->Start();
+  }
   return Ok();
 }
 
 void NodeAgent::Apply(const std::vector<DesiredTask>& tasks) {
   std::lock_guard lock(mu_);
+  std::set<std::string> named;
+  for (const auto& t : tasks) {
+    named.insert(t.task_id);
+  }
+  for (auto& [id, run] : tasks_) {
+    if (!named.count(id)) {
+      run->RequestStop("TaskFailedToStart", "The task is no longer placed on this node.");
+    }
+  }
   for (const auto& t : tasks) {
     auto it = tasks_.find(t.task_id);
     if (it == tasks_.end()) {

@@ -37,6 +37,7 @@ struct DesiredTask {
   Json overrides = Json::object();
   std::string stop_code;       // set with desired_status STOPPED
   std::string stopped_reason;
+  uint64_t seq = 0;            // the last report sequence the control plane applied
 };
 
 struct ContainerReport {
@@ -106,13 +107,14 @@ class NodeAgent {
   NodeAgent(NodeAgentOptions options, ReportFn report, LogFn logs);
   ~NodeAgent();
 
-  // Prepares the state dir, the cgroup parent and the bridge network.
+  // Prepares the state dir, the cgroup parent and the image cache, and takes
+  // back the tasks a previous run of the agent left running (their containers
+  // outlive the agent; their records are in the state dir).
   Status Init();
 
-  // Brings the node toward the desired task set: starts tasks not yet
-  // running, stops tasks whose desired status is STOPPED. Tasks absent from
-  // `tasks` are left alone (the control plane sends them STOPPED when it wants
-  // them stopped).
+  // Brings the node toward the desired task set (the whole set placed on
+  // this node): starts tasks not yet running, stops tasks whose desired
+  // status is STOPPED, and stops tasks it holds that the set no longer names.
   void Apply(const std::vector<DesiredTask>& tasks);
 
   // The current report of a task, if the agent holds it.

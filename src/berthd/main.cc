@@ -79,9 +79,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--init-binary", config.init_binary,
                     "Static init for initProcessEnabled (default: berth-init beside berthd)");
-  bool keep_tasks = false;
-  serve->add_flag("--keep-tasks-on-exit", keep_tasks,
-                  "Leave tasks running when berthd exits (default: stop them)");
+  bool stop_tasks = false;
+  serve->add_flag("--stop-tasks-on-exit", stop_tasks,
+                  "Stop every task when berthd exits (default: leave them running; a "
+                  "restarted berthd takes them back)");
   serve->add_option("--node-timeout", config.node_timeout_seconds,
                     "Seconds of agent silence after which a node is lost and its tasks stop")
       ->capture_default_str();
@@ -122,8 +123,8 @@ int main(int argc, char** argv) {
       if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
       config = merged;
     }
-    if (keep_tasks) {
-      config.stop_tasks_on_exit = false;
+    if (stop_tasks) {
+      config.stop_tasks_on_exit = true;
     }
     return Serve(config);
   }

@@ -71,8 +71,8 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.metadata_port = std::stoi(value);
     } else if (key == "init-binary") {
       config.init_binary = value;
-    } else if (key == "keep-tasks-on-exit") {
-      config.stop_tasks_on_exit = !(value == "true" || value == "1" || value == "yes");
+    } else if (key == "stop-tasks-on-exit") {
+      config.stop_tasks_on_exit = value == "true" || value == "1" || value == "yes";
     } else if (key == "node-timeout") {
       config.node_timeout_seconds = std::stod(value);
     } else {

@@ -36,9 +36,9 @@ struct Config {
   std::string init_binary;
   // Port of the task metadata endpoint on the bridge address.
   int metadata_port = 51679;
-  // Stop every task when the daemon exits (otherwise they keep running and a
-  // restarted daemon takes them back).
-  bool stop_tasks_on_exit = true;
+  // Stop every task when the daemon exits. By default tasks keep running and
+  // a restarted daemon takes them back.
+  bool stop_tasks_on_exit = false;
   // Control plane: a node whose agent is silent this long is declared lost and
   // its tasks are stopped.
   double node_timeout_seconds = 60;

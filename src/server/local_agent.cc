@@ -58,6 +58,7 @@ agent::DesiredTask ToAgent(const ecs::DesiredTask& d) {
     t.task_definition["memory"] = d.memory;
   }
   t.overrides = d.overrides.is_object() ? d.overrides : agent::Json::object();
+  t.seq = d.seq > 0 ? static_cast<uint64_t>(d.seq) : 0;
   return t;
 }
 

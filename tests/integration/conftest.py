@@ -57,7 +57,7 @@ class Berthd:
             self.cgroup_parent = f"berthtest-{os.getpid()}-{n}"
             self.extra_args += ["--bridge", self.bridge, "--subnet", self.subnet,
                                 "--cgroup-parent", self.cgroup_parent,
-                                "--metadata-port", str(free_port())]
+                                "--metadata-port", str(free_port()), "--stop-tasks-on-exit"]
         elif "--no-agent" not in self.extra_args:
             self.extra_args.append("--no-agent")
 

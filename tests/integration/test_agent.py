@@ -21,9 +21,9 @@ EXEC_ROLE = "arn:aws:iam::000000000000:role/ecsTaskExecutionRole"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the node agent needs root")
 
 
-@pytest.fixture(scope="module")
-def node(berthd_factory, tmp_path_factory):
-    b = berthd_factory("agent", agent=True)
+def make_node(berthd_factory, tmp_path_factory, name):
+    """A berthd with the real agent, the test image pushed and cluster "agent"."""
+    b = berthd_factory(name, agent=True)
     ecr = b.client("ecr")
     ecr.create_repository(repositoryName="agent-app")
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
@@ -37,8 +37,14 @@ def node(berthd_factory, tmp_path_factory):
                    check=True, timeout=120)
     b.client("ecs").create_cluster(clusterName="agent")
     b.client("logs").create_log_group(logGroupName="/ecs/agent")
-    b.image = f"agent-app:v1"
+    b.image = "agent-app:v1"
     b.image_digest = img.manifest_digest
+    return b
+
+
+@pytest.fixture(scope="module")
+def node(berthd_factory, tmp_path_factory):
+    b = make_node(berthd_factory, tmp_path_factory, "agent")
     yield b
     # Nothing of the node may outlive its tasks.
     b.stop()
@@ -358,3 +364,38 @@ def test_list_tasks_desired_status_with_real_containers_c07(node):
     assert {b, c} <= stopped and a not in stopped
     assert describe(node, c)["desiredStatus"] == "STOPPED"
     stop(node, a)
+
+
+def test_agent_restart_keeps_tasks_running(berthd_factory, tmp_path_factory):
+    b = make_node(berthd_factory, tmp_path_factory, "agent-restart")
+    register(b, "survivor", [{"name": "app", "stopTimeout": 2, "logConfiguration": logged("app"),
+                              "command": ["sh", "-c", "i=0; while :; do i=$((i+1)); "
+                                                      "echo tick-$i; sleep 0.5; done"]}])
+    arn = run(b, "survivor")
+    t = wait_status(b, arn, "RUNNING")
+    tid = arn.rsplit("/", 1)[1]
+    ip = task_ip(t)
+    assert log_lines(b, f"t/app/{tid}", want="tick-2")
+    runc_root = os.path.join(b.data_dir, "agent", "runc")
+    pid_before = json.loads(subprocess.run(["runc", "--root", runc_root, "state", f"{tid}-app"],
+                                           capture_output=True, text=True).stdout)["pid"]
+
+    b.kill9()
+    time.sleep(1.5)  # the container runs on without its agent
+    b.start()
+
+    t = wait_status(b, arn, "RUNNING", timeout=10)
+    assert task_ip(t) == ip
+    state = json.loads(subprocess.run(["runc", "--root", runc_root, "state", f"{tid}-app"],
+                                      capture_output=True, text=True).stdout)
+    assert state["status"] == "running" and state["pid"] == pid_before
+    # Output written while no agent ran is shipped once, in order.
+    msgs = log_lines(b, f"t/app/{tid}", want="tick-12", timeout=20)
+    ticks = [int(m.split("-")[1]) for m in msgs if m.startswith("tick-")]
+    assert ticks == list(range(1, len(ticks) + 1)), ticks
+    # The restarted agent still manages the task: it stops it and cleans up.
+    s = stop(b, arn)
+    assert s["stopCode"] == "UserInitiated"
+    assert s["containers"][0]["lastStatus"] == "STOPPED"
+    b.stop()
+    assert_no_leaks(b)
