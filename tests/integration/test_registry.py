@@ -510,7 +510,8 @@ def test_tags_and_catalog_pagination(ecr, reg):
         assert len(got) <= 1
         names += got
         url = r.headers.get("Link", "").split(";")[0].strip("<>") or None
-    listed = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    listed = {r["repositoryName"] for page in
+              ecr.get_paginator("describe_repositories").paginate() for r in page["repositories"]}
     assert names == sorted(names)
     assert set(names) == listed
 
