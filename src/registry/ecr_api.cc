@@ -493,6 +493,8 @@ Result<Json> EcrApi::BatchGetImage(const Json& in, const api::CallContext& ctx) 
       continue;
     }
     const ManifestRecord& m = loaded->by_digest.at(found.digest)->manifest;
+    // LIMITATION: ECR converts between some manifest formats on the way out;
+    // berth answers with the manifest as pushed or not at all.
     if (!accepted.empty() && accepted.count(m.media_type) == 0) {
       failures.push_back(Failure(id, "ImageNotFound",
                                  "Requested image's media type " + m.media_type +
@@ -660,6 +662,8 @@ Result<Json> EcrApi::GetDownloadUrlForLayer(const Json& in, const api::CallConte
                            "' does not exist within the repository with name '" + repo +
                            "' in the registry with id '" + registry_.account().account_id + "'");
   }
+  // LIMITATION: AWS answers with a presigned S3 URL; berth's URL points at its
+  // own registry, signed for this one blob for an hour.
   int64_t expires = std::chrono::duration_cast<std::chrono::seconds>(
                         (std::chrono::system_clock::now() + kDownloadLifetime).time_since_epoch())
                         .count();

@@ -190,6 +190,11 @@ bool OciRoute::Matches(const http::Request& head) const {
 }
 
 http::Response OciRoute::RenderError(const http::Request& request, const Error& error) {
+  if (error.status >= 500) {
+    // The client sees a generic message; the detail stays in the log.
+    spdlog::error("request_id={} api=registry path={} error=\"{}\"", request.request_id,
+                  request.raw_path, error.message);
+  }
   http::Response r = ErrorResponse(error);
   r.SetHeader(kApiVersionHeader, kApiVersion);
   if (error.status == 401) {

@@ -250,6 +250,7 @@ Result<ManifestRecord> ParseManifest(std::string_view body, std::string_view dec
     }
     return r;
   }
+  // LIMITATION: Docker schema 1 manifests (deprecated, signed) are refused.
   return ManifestInvalid("unsupported manifest media type " + media_type);
 }
 
@@ -460,18 +461,25 @@ Result<std::optional<std::pair<std::string, double>>> Registry::GetLifecyclePoli
 }
 
 Status Registry::PutLifecyclePolicy(const std::string& name, const std::string& text) {
-  auto repo = GetRepository(name, Surface::kEcr);
-  if (!repo.ok()) {
-    return repo.error();
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto repo = GetRepository(name, Surface::kEcr);
+    if (!repo.ok()) {
+      return repo.error();
+    }
+    // Guarded by the repository's revision so a policy never outlives a
+    // concurrent DeleteRepository.
+    store::Txn txn;
+    txn.IfRevision(RepoKey(name), repo->revision)
+        .Put(LifecycleKey(name), Json{{"text", text}}.dump());
+    auto rev = store_.Commit(txn);
+    if (rev.ok()) {
+      return Ok();
+    }
+    if (!IsConflict(rev.error())) {
+      return rev.error();
+    }
   }
-  store::Txn txn;
-  txn.IfRevision(RepoKey(name), repo->revision)
-      .Put(LifecycleKey(name), Json{{"text", text}}.dump());
-  auto rev = store_.Commit(txn);
-  if (!rev.ok()) {
-    return IsConflict(rev.error()) ? NotFound(name, Surface::kEcr) : rev.error();
-  }
-  return Ok();
+  return ServerError("repository " + name + " kept changing");
 }
 
 Status Registry::DeleteLifecyclePolicy(const std::string& name) {
@@ -1096,6 +1104,10 @@ Result<GcStats> Registry::CollectGarbage(std::chrono::system_clock::time_point n
   }
 
   // The sweep: nothing may become referenced while it decides.
+  // TODO: the sweep scans every manifest, link and blob file while holding
+  // gc_mu_ exclusively. Effect: on a large registry, pushes wait for the scan.
+  // Fix: find candidates without the lock, then re-check only those under it
+  // (needs an index from digest to the repositories holding it).
   std::unique_lock gc(gc_mu_);
   std::set<std::string> live;  // blobs anything still needs
   std::set<std::string> needed_links;  // "<repo>@<digest>" a manifest of <repo> references
