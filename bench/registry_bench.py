@@ -239,7 +239,8 @@ def memory_during_big_push(work, berthd, size=1 << 30):
             digest.update(chunk)
         auth = base64.b64encode(f"AWS:{server.password}".encode()).decode()
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
-        conn.putrequest("POST", f"/v2/bench/memory/blobs/uploads/?digest=sha256:{digest.hexdigest()}")
+        conn.putrequest("POST",
+                        f"/v2/bench/memory/blobs/uploads/?digest=sha256:{digest.hexdigest()}")
         conn.putheader("Authorization", "Basic " + auth)
         conn.putheader("Content-Type", "application/octet-stream")
         conn.putheader("Content-Length", str(size))

@@ -149,9 +149,13 @@ Status UploadWriter::Write(const char* data, size_t size) {
   return Ok();
 }
 
-uint64_t UploadWriter::size() const { return state_->size; }
+uint64_t UploadWriter::size() const {
+  return state_->size;
+}
 
-std::string UploadWriter::Digest() const { return state_->hash.Digest(); }
+std::string UploadWriter::Digest() const {
+  return state_->hash.Digest();
+}
 
 Result<Published> UploadWriter::Publish(std::string_view expected) {
   UploadState& s = *state_;

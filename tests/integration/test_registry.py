@@ -191,7 +191,8 @@ def test_expired_token_is_refused(berthd):
                            auth=("AWS", forge_token(berthd, time.time() - 5)))
     assert expired.status_code == 401
     assert "expired" in expired.json()["errors"][0]["message"]
-    valid = requests.get(berthd.endpoint + "/v2/", auth=("AWS", forge_token(berthd, time.time() + 60)))
+    valid = requests.get(berthd.endpoint + "/v2/",
+                         auth=("AWS", forge_token(berthd, time.time() + 60)))
     assert valid.status_code == 200
 
 

@@ -1,15 +1,16 @@
+#include "registry/registry.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/paging.h"
 #include "registry/auth.h"
@@ -18,7 +19,6 @@
 #include "registry/lifecycle.h"
 #include "registry/names.h"
 #include "registry/oci_route.h"
-#include "registry/registry.h"
 #include "store/store.h"
 
 namespace berth::registry {
@@ -42,10 +42,12 @@ class TempDir {
     EXPECT_NE(nullptr, made);
     path_ = pattern;
   }
+
   ~TempDir() {
     std::error_code ignored;
     std::filesystem::remove_all(path_, ignored);
   }
+
   std::string Path(const std::string& name = "") const { return (path_ / name).string(); }
 
  private:
@@ -151,8 +153,8 @@ TEST(NameTest, RepositoryNamesFollowEcr) {
   for (const char* good : {"ab", "team/app", "a.b-c_d", "a/b/c", "x1/y2", "0a"}) {
     EXPECT_TRUE(ValidRepositoryName(good)) << good;
   }
-  for (const char* bad : {"a", "A", "Upper", "a--b", "a..b", "a/", "/a", "a//b", "-a", "a-",
-                          "a b", "a:b", "a@b", "_a"}) {
+  for (const char* bad : {"a", "A", "Upper", "a--b", "a..b", "a/", "/a", "a//b", "-a", "a-", "a b",
+                          "a:b", "a@b", "_a"}) {
     EXPECT_FALSE(ValidRepositoryName(bad)) << bad;
   }
   EXPECT_TRUE(ValidRepositoryName(std::string(256, 'a')));
@@ -176,9 +178,9 @@ TEST(NameTest, EcrReferencesMapToTheRegistryHost) {
   EXPECT_FALSE(IsEcrRegistryHost("12345678901.dkr.ecr.us-east-1.amazonaws.com"));
   EXPECT_FALSE(IsEcrRegistryHost("123456789012.dkr.ecr.amazonaws.com"));
   EXPECT_FALSE(IsEcrRegistryHost("public.ecr.aws"));
-  EXPECT_EQ("localhost:4566/app:1",
-            MapEcrReference("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
-                            "localhost:4566"));
+  EXPECT_EQ(
+      "localhost:4566/app:1",
+      MapEcrReference("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1", "localhost:4566"));
   EXPECT_EQ("localhost:4566/team/app@sha256:" + std::string(64, 'a'),
             MapEcrReference("000000000000.dkr.ecr.eu-west-1.amazonaws.com/team/app@sha256:" +
                                 std::string(64, 'a'),
@@ -289,6 +291,22 @@ TEST(TokenTest, DownloadSignaturesAreBoundToBlobAndTime) {
 
 // --- lifecycle policies ---
 
+// A rule's selection; `extra` holds further members as JSON ("{}" for none).
+std::string Selection(const std::string& status, const std::string& count_type, int64_t number,
+                      const std::string& extra = "{}") {
+  Json s = {{"tagStatus", status}, {"countType", count_type}, {"countNumber", number}};
+  s.update(Json::parse(extra));
+  return s.dump();
+}
+
+std::string PolicyText(const std::vector<std::string>& rules) {
+  std::string text = R"({"rules":[)";
+  for (size_t i = 0; i < rules.size(); ++i) {
+    text += (i ? "," : "") + rules[i];
+  }
+  return text + "]}";
+}
+
 std::string Rule(int priority, const std::string& selection) {
   return R"({"rulePriority":)" + std::to_string(priority) + R"(,"selection":)" + selection +
          R"(,"action":{"type":"expire"}})";
@@ -296,37 +314,33 @@ std::string Rule(int priority, const std::string& selection) {
 
 TEST(LifecycleTest, ValidationRules) {
   auto policy = [](std::vector<std::string> rules) {
-    std::string text = R"({"rules":[)";
-    for (size_t i = 0; i < rules.size(); ++i) {
-      text += (i ? "," : "") + rules[i];
-    }
-    return ParseLifecyclePolicy(text + "]}");
+    return ParseLifecyclePolicy(PolicyText(rules));
   };
-  const std::string any1 = R"({"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1})";
+  const std::string any1 = Selection("any", "imageCountMoreThan", 1);
   EXPECT_TRUE(policy({Rule(1, any1)}).ok());
+
   struct Case {
     std::vector<std::string> rules;
     std::string reason;
   };
+
   const std::vector<Case> bad = {
       {{}, "non-empty 'rules'"},
-      {{Rule(1, R"({"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":1})")},
+      {{Rule(1, Selection("tagged", "imageCountMoreThan", 1))},
        "tagPrefixList or tagPatternList is required"},
-      {{Rule(1, R"({"tagStatus":"untagged","tagPrefixList":["a"],"countType":"imageCountMoreThan","countNumber":1})")},
+      {{Rule(1, Selection("untagged", "imageCountMoreThan", 1, R"({"tagPrefixList":["a"]})"))},
        "only allowed when tagStatus is tagged"},
-      {{Rule(1, R"({"tagStatus":"any","countType":"sinceImagePushed","countNumber":1})")},
-       "countUnit must be 'days'"},
-      {{Rule(1, R"({"tagStatus":"any","countType":"imageCountMoreThan","countUnit":"days","countNumber":1})")},
+      {{Rule(1, Selection("any", "sinceImagePushed", 1))}, "countUnit must be 'days'"},
+      {{Rule(1, Selection("any", "imageCountMoreThan", 1, R"({"countUnit":"days"})"))},
        "countUnit is not allowed"},
-      {{Rule(1, R"({"tagStatus":"any","countType":"imageCountMoreThan","countNumber":0})")},
+      {{Rule(1, Selection("any", "imageCountMoreThan", 0))},
        "countNumber must be a positive integer"},
-      {{Rule(1, R"({"tagStatus":"sometimes","countType":"imageCountMoreThan","countNumber":1})")},
-       "tagStatus must be one of"},
-      {{Rule(1, any1), Rule(1, R"({"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1})")},
-       "used twice"},
-      {{Rule(1, any1), Rule(2, R"({"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1})")},
+      {{Rule(1, Selection("sometimes", "imageCountMoreThan", 1))}, "tagStatus must be one of"},
+      {{Rule(1, any1), Rule(1, Selection("untagged", "imageCountMoreThan", 1))}, "used twice"},
+      {{Rule(1, any1), Rule(2, Selection("untagged", "imageCountMoreThan", 1))},
        "tagStatus any must have the highest rulePriority"},
-      {{Rule(1, R"({"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["a*"],"countType":"imageCountMoreThan","countNumber":1})")},
+      {{Rule(1, Selection("tagged", "imageCountMoreThan", 1,
+                          R"({"tagPrefixList":["a"],"tagPatternList":["a*"]})"))},
        "not both"},
   };
   for (const auto& c : bad) {
@@ -354,21 +368,14 @@ TEST(LifecycleTest, CountAndAgeRulesInPriorityOrder) {
   const double day = 86400;
   const double now = 100 * day;
   std::vector<LifecycleImage> images = {
-      {"sha256:p1", {"prod-1"}, now - 30 * day},
-      {"sha256:p2", {"prod-2"}, now - 20 * day},
-      {"sha256:p3", {"prod-3"}, now - 1 * day},
-      {"sha256:u1", {}, now - 15 * day},
-      {"sha256:u2", {}, now - 2 * day},
-      {"sha256:d1", {"dev-1"}, now - 40 * day},
+      {"sha256:p1", {"prod-1"}, now - 30 * day}, {"sha256:p2", {"prod-2"}, now - 20 * day},
+      {"sha256:p3", {"prod-3"}, now - 1 * day},  {"sha256:u1", {}, now - 15 * day},
+      {"sha256:u2", {}, now - 2 * day},          {"sha256:d1", {"dev-1"}, now - 40 * day},
   };
-  auto policy = ParseLifecyclePolicy(
-      R"({"rules":[)" +
-      Rule(1, R"({"tagStatus":"tagged","tagPrefixList":["prod"],"countType":"imageCountMoreThan","countNumber":2})") +
-      "," +
-      Rule(2, R"({"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":10})") +
-      "," +
-      Rule(3, R"({"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":25})") +
-      "]}");
+  auto policy = ParseLifecyclePolicy(PolicyText(
+      {Rule(1, Selection("tagged", "imageCountMoreThan", 2, R"({"tagPrefixList":["prod"]})")),
+       Rule(2, Selection("untagged", "sinceImagePushed", 10, R"({"countUnit":"days"})")),
+       Rule(3, Selection("any", "sinceImagePushed", 25, R"({"countUnit":"days"})"))}));
   ASSERT_TRUE(policy.ok()) << policy.error().message;
   // prod: keep the 2 newest -> p1 expires. untagged older than 10 days -> u1.
   // any older than 25 days -> p1 (already expired) and d1; p-images are
@@ -383,11 +390,9 @@ TEST(LifecycleTest, HigherPriorityRuleProtectsWhatItSelects) {
   const double now = 1000;
   std::vector<LifecycleImage> images = {
       {"sha256:a", {"keep-a"}, 1}, {"sha256:b", {"keep-b"}, 2}, {"sha256:c", {"other"}, 3}};
-  auto policy = ParseLifecyclePolicy(
-      R"({"rules":[)" +
-      Rule(1, R"({"tagStatus":"tagged","tagPatternList":["keep-*"],"countType":"imageCountMoreThan","countNumber":5})") +
-      "," + Rule(2, R"({"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1})") +
-      "]}");
+  auto policy = ParseLifecyclePolicy(PolicyText(
+      {Rule(1, Selection("tagged", "imageCountMoreThan", 5, R"({"tagPatternList":["keep-*"]})")),
+       Rule(2, Selection("any", "imageCountMoreThan", 1))}));
   ASSERT_TRUE(policy.ok());
   // Rule 2 would keep only c (the newest), but a and b belong to rule 1.
   EXPECT_THAT(ExpiredImages(*policy, images, now), IsEmpty());
@@ -401,9 +406,10 @@ TEST(ManifestTest, ImageManifestRecordsItsBlobs) {
   std::string foreign = Sha256Digest("foreign");
   Json m = {{"schemaVersion", 2},
             {"mediaType", kDockerManifest},
-            {"config", {{"mediaType", "application/vnd.docker.container.image.v1+json"},
-                        {"digest", config},
-                        {"size", 6}}},
+            {"config",
+             {{"mediaType", "application/vnd.docker.container.image.v1+json"},
+              {"digest", config},
+              {"size", 6}}},
             {"layers",
              {{{"mediaType", "application/vnd.docker.image.rootfs.diff.tar.gzip"},
                {"digest", layer},
@@ -427,10 +433,10 @@ TEST(ManifestTest, ImageManifestRecordsItsBlobs) {
 
 TEST(ManifestTest, IndexesSubjectsAndRefusals) {
   std::string child = Sha256Digest("child");
-  Json index = {{"schemaVersion", 2},
-                {"manifests", {{{"mediaType", kOciManifest}, {"digest", child}, {"size", 1}}}},
-                {"subject", {{"mediaType", kOciManifest}, {"digest", Sha256Digest("s")},
-                             {"size", 1}}}};
+  Json index = {
+      {"schemaVersion", 2},
+      {"manifests", {{{"mediaType", kOciManifest}, {"digest", child}, {"size", 1}}}},
+      {"subject", {{"mediaType", kOciManifest}, {"digest", Sha256Digest("s")}, {"size", 1}}}};
   auto r = ParseManifest(index.dump(), "");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(std::string(kOciIndex), r->media_type);
@@ -582,12 +588,14 @@ class RegistryTest : public ::testing::Test {
     PushBlob(repo, layer);
     Json m = {{"schemaVersion", 2},
               {"mediaType", kOciManifest},
-              {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
-                          {"digest", Sha256Digest(config)},
-                          {"size", config.size()}}},
-              {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
-                           {"digest", Sha256Digest(layer)},
-                           {"size", layer.size()}}}}};
+              {"config",
+               {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                {"digest", Sha256Digest(config)},
+                {"size", config.size()}}},
+              {"layers",
+               {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
+                 {"digest", Sha256Digest(layer)},
+                 {"size", layer.size()}}}}};
     PutManifestRequest put;
     put.repository = repo;
     put.tag = tag;
@@ -597,7 +605,9 @@ class RegistryTest : public ::testing::Test {
     return reg_->PutManifest(put);
   }
 
-  bool OnDisk(const std::string& data) { return reg_->blobs().Stat(Sha256Digest(data)).has_value(); }
+  bool OnDisk(const std::string& data) {
+    return reg_->blobs().Stat(Sha256Digest(data)).has_value();
+  }
 
   GcStats Collect(system_clock::time_point when) {
     auto stats = reg_->CollectGarbage(when);
@@ -673,11 +683,10 @@ TEST_F(RegistryTest, LifecycleAgeRuleUsesTheCollectorsClock) {
   CreateRepo("life");
   auto old_image = PushImage("life", "old", "c1", "l1");
   ASSERT_TRUE(old_image.ok());
-  ASSERT_TRUE(reg_->PutLifecyclePolicy(
-                      "life", R"({"rules":[)" +
-                                  Rule(1, R"({"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":5})") +
-                                  "]}")
-                  .ok());
+  ASSERT_TRUE(
+      reg_->PutLifecyclePolicy("life", PolicyText({Rule(1, Selection("any", "sinceImagePushed", 5,
+                                                                     R"({"countUnit":"days"})"))}))
+          .ok());
   auto now = system_clock::now();
   EXPECT_EQ(0, Collect(now + hours(24)).images_expired);
   EXPECT_EQ(1, Collect(now + hours(24 * 6)).images_expired);
@@ -692,10 +701,11 @@ TEST_F(RegistryTest, LifecycleAgeRuleUsesTheCollectorsClock) {
 TEST_F(RegistryTest, ManifestNeedsEveryBlobAndTagRulesDifferBySurface) {
   CreateRepo("m");
   PushBlob("m", "layer-only");
-  Json m = {{"schemaVersion", 2},
-            {"mediaType", kOciManifest},
-            {"config", {{"mediaType", "x"}, {"digest", Sha256Digest("cfg")}, {"size", 3}}},
-            {"layers", {{{"mediaType", "y"}, {"digest", Sha256Digest("layer-only")}, {"size", 10}}}}};
+  Json m = {
+      {"schemaVersion", 2},
+      {"mediaType", kOciManifest},
+      {"config", {{"mediaType", "x"}, {"digest", Sha256Digest("cfg")}, {"size", 3}}},
+      {"layers", {{{"mediaType", "y"}, {"digest", Sha256Digest("layer-only")}, {"size", 10}}}}};
   PutManifestRequest put{"m", "t", "", m.dump(), "", Surface::kOci};
   auto refused = reg_->PutManifest(put);
   ASSERT_FALSE(refused.ok());
@@ -717,10 +727,11 @@ TEST_F(RegistryTest, ManifestNeedsEveryBlobAndTagRulesDifferBySurface) {
   auto oci_again = PushImage("m", "same", "c", "l", Surface::kOci);
   EXPECT_TRUE(oci_again.ok());  // idempotent on the registry side of a mutable repository
 
-  ASSERT_TRUE(reg_->UpdateRepository("m", [](Json& d) {
-                     d["imageTagMutability"] = "IMMUTABLE";
-                     return Ok();
-                   })
+  ASSERT_TRUE(reg_->UpdateRepository("m",
+                                     [](Json& d) {
+                                       d["imageTagMutability"] = "IMMUTABLE";
+                                       return Ok();
+                                     })
                   .ok());
   auto moved = PushImage("m", "same", "c2", "l2", Surface::kEcr);
   ASSERT_FALSE(moved.ok());
