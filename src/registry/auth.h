@@ -21,6 +21,7 @@ class TokenAuthority {
   // Reads the key at `key_path`, creating it (32 random bytes, mode 0600)
   // when absent.
   static Result<std::unique_ptr<TokenAuthority>> Open(const std::string& key_path);
+
   // For tests: an authority with a fixed key.
   explicit TokenAuthority(std::string key) : key_(std::move(key)) {}
 
@@ -40,8 +41,7 @@ class TokenAuthority {
   std::string SignDownload(std::string_view repository, std::string_view digest,
                            int64_t expires_epoch) const;
   bool VerifyDownload(std::string_view repository, std::string_view digest, int64_t expires_epoch,
-                      std::string_view signature,
-                      std::chrono::system_clock::time_point now) const;
+                      std::string_view signature, std::chrono::system_clock::time_point now) const;
 
  private:
   std::string Mac(std::string_view data) const;

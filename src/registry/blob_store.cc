@@ -149,9 +149,13 @@ Status UploadWriter::Write(const char* data, size_t size) {
   return Ok();
 }
 
-uint64_t UploadWriter::size() const { return state_->size; }
+uint64_t UploadWriter::size() const {
+  return state_->size;
+}
 
-std::string UploadWriter::Digest() const { return state_->hash.Digest(); }
+std::string UploadWriter::Digest() const {
+  return state_->hash.Digest();
+}
 
 Result<Published> UploadWriter::Publish(std::string_view expected) {
   UploadState& s = *state_;
@@ -160,7 +164,9 @@ Result<Published> UploadWriter::Publish(std::string_view expected) {
     return Error{400, "DIGEST_INVALID", "provided digest did not match uploaded content",
                  std::string(expected)};
   }
-  if (::fdatasync(s.fd) != 0) {
+  // The bytes must be on disk before their name is; a blob already stored
+  // needs no second copy, so no flush either.
+  if (!store_.Stat(actual) && ::fdatasync(s.fd) != 0) {
     return IoError("fsync upload", errno);
   }
   auto present = store_.PublishFile(store_.UploadPath(id_), actual);
@@ -187,6 +193,21 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& root) {
   }
   if (ec) {
     return ServerError("cannot create registry dirs under " + root + ": " + ec.message());
+  }
+  // All 256 fan-out directories up front: publishing a blob then never has
+  // to create (and fsync) a directory on the way.
+  static const char kHex[] = "0123456789abcdef";
+  bool created = false;
+  for (int i = 0; i < 256; ++i) {
+    std::string dir = root + "/blobs/sha256/" + kHex[i >> 4] + kHex[i & 15];
+    if (::mkdir(dir.c_str(), 0755) == 0) {
+      created = true;
+    } else if (errno != EEXIST) {
+      return IoError("mkdir " + dir, errno);
+    }
+  }
+  if (created) {
+    BERTH_TRY(FsyncDir(root + "/blobs/sha256"));
   }
   // Temporary files of Put calls interrupted by a crash.
   for (const auto& entry : fs::directory_iterator(root + "/uploads", ec)) {

@@ -63,8 +63,10 @@ class UploadWriter : public http::BodySink {
 
   // Bytes in the upload so far.
   uint64_t size() const;
+
   // Bytes this writer appended.
   uint64_t written() const { return written_; }
+
   // The digest of the bytes so far.
   std::string Digest() const;
 

@@ -8,9 +8,18 @@ namespace berth::registry {
 
 namespace {
 
-bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
-bool IsAlgorithmChar(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool IsAlgorithmSeparator(char c) { return c == '+' || c == '.' || c == '_' || c == '-'; }
+bool IsLowerHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+bool IsAlgorithmChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool IsAlgorithmSeparator(char c) {
+  return c == '+' || c == '.' || c == '_' || c == '-';
+}
+
 bool IsEncodedChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '=' ||
          c == '_' || c == '-';
@@ -82,9 +91,13 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   }
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(ctx_);
+}
 
-Sha256::Sha256(Sha256&& other) noexcept : ctx_(other.ctx_) { other.ctx_ = nullptr; }
+Sha256::Sha256(Sha256&& other) noexcept : ctx_(other.ctx_) {
+  other.ctx_ = nullptr;
+}
 
 Sha256& Sha256::operator=(Sha256&& other) noexcept {
   if (this != &other) {
@@ -118,7 +131,9 @@ std::string Sha256::Digest() const {
   return result;
 }
 
-void Sha256::Reset() { EVP_DigestInit_ex(ctx_, Sha256Md(), nullptr); }
+void Sha256::Reset() {
+  EVP_DigestInit_ex(ctx_, Sha256Md(), nullptr);
+}
 
 std::string Sha256Digest(std::string_view data) {
   Sha256 h;

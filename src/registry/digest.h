@@ -39,7 +39,9 @@ class Sha256 {
   Sha256& operator=(const Sha256&) = delete;
 
   void Update(const void* data, size_t size);
+
   void Update(std::string_view data) { Update(data.data(), data.size()); }
+
   // "sha256:<hex>" of everything fed so far; the state is left untouched, so
   // more data may follow.
   std::string Digest() const;

@@ -51,14 +51,16 @@ Result<size_t> PageStart(const Json& in) {
   }
   auto pos = DecodePageToken(in["nextToken"].get<std::string>());
   if (!pos || pos->rfind("i:", 0) != 0) {
-    return InvalidParameter("Invalid parameter at 'nextToken' failed to satisfy constraint: "
-                            "'Invalid NextToken'");
+    return InvalidParameter(
+        "Invalid parameter at 'nextToken' failed to satisfy constraint: "
+        "'Invalid NextToken'");
   }
   try {
     return static_cast<size_t>(std::stoull(pos->substr(2)));
   } catch (const std::exception&) {
-    return InvalidParameter("Invalid parameter at 'nextToken' failed to satisfy constraint: "
-                            "'Invalid NextToken'");
+    return InvalidParameter(
+        "Invalid parameter at 'nextToken' failed to satisfy constraint: "
+        "'Invalid NextToken'");
   }
 }
 
@@ -85,7 +87,9 @@ Status CheckTags(const Json& tags) {
   return Ok();
 }
 
-std::string OrNull(const std::string& s) { return s.empty() ? "null" : s; }
+std::string OrNull(const std::string& s) {
+  return s.empty() ? "null" : s;
+}
 
 Json ImageIdJson(const std::string& digest, const std::string& tag) {
   Json id = Json::object();
@@ -124,8 +128,9 @@ Lookup FindImage(const Json& id, const std::map<std::string, const Image*>& by_d
   }
   if (!digest.empty() && !LooksLikeDigest(digest)) {
     out.failure_code = "InvalidImageDigest";
-    out.failure_reason = "Invalid request parameters: image digest should satisfy the regex "
-                         "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'";
+    out.failure_reason =
+        "Invalid request parameters: image digest should satisfy the regex "
+        "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'";
     return out;
   }
   if (!tag.empty()) {
@@ -176,12 +181,9 @@ Result<RepoImages> LoadImages(Registry& registry, const std::string& repo) {
 
 Json ImageDetail(const Image& image, const std::string& repo, const std::string& account) {
   const ManifestRecord& m = image.manifest;
-  Json detail = {{"registryId", account},
-                 {"repositoryName", repo},
-                 {"imageDigest", m.digest},
-                 {"imageSizeInBytes", m.image_size},
-                 {"imagePushedAt", m.pushed_at},
-                 {"imageManifestMediaType", m.media_type}};
+  Json detail = {{"registryId", account},        {"repositoryName", repo},
+                 {"imageDigest", m.digest},      {"imageSizeInBytes", m.image_size},
+                 {"imagePushedAt", m.pushed_at}, {"imageManifestMediaType", m.media_type}};
   if (!image.tags.empty()) {
     detail["imageTags"] = image.tags;
   }
@@ -247,8 +249,9 @@ Result<std::string> EcrApi::RepositoryFromArn(const std::string& arn) {
   const std::string prefix = "arn:aws:ecr:" + registry_.account().region + ":" +
                              registry_.account().account_id + ":repository/";
   if (arn.rfind(prefix, 0) != 0 || !ValidRepositoryName(arn.substr(prefix.size()))) {
-    return InvalidParameter("Invalid parameter at 'resourceArn' failed to satisfy constraint: "
-                            "'Invalid ARN'");
+    return InvalidParameter(
+        "Invalid parameter at 'resourceArn' failed to satisfy constraint: "
+        "'Invalid ARN'");
   }
   std::string name = arn.substr(prefix.size());
   BERTH_TRY(registry_.GetRepository(name, Surface::kEcr));
@@ -260,24 +263,26 @@ Result<Json> EcrApi::CreateRepository(const Json& in, const api::CallContext& ct
   std::string name = in["repositoryName"].get<std::string>();
   std::string mutability = in.value("imageTagMutability", "MUTABLE");
   if (mutability != "MUTABLE" && mutability != "IMMUTABLE") {
-    return InvalidParameter("Invalid parameter at 'imageTagMutability' failed to satisfy "
-                            "constraint: 'Member must satisfy enum value set: [MUTABLE, "
-                            "IMMUTABLE]'");
+    return InvalidParameter(
+        "Invalid parameter at 'imageTagMutability' failed to satisfy "
+        "constraint: 'Member must satisfy enum value set: [MUTABLE, "
+        "IMMUTABLE]'");
   }
   Json tags = in.value("tags", Json::array());
   BERTH_TRY(CheckTags(tags));
   Json encryption = in.value("encryptionConfiguration", Json{{"encryptionType", "AES256"}});
   std::string enc_type = encryption.value("encryptionType", "");
   if (enc_type != "AES256" && enc_type != "KMS") {
-    return InvalidParameter("Invalid parameter at 'encryptionType' failed to satisfy constraint: "
-                            "'Member must satisfy enum value set: [AES256, KMS]'");
+    return InvalidParameter(
+        "Invalid parameter at 'encryptionType' failed to satisfy constraint: "
+        "'Member must satisfy enum value set: [AES256, KMS]'");
   }
   if (enc_type == "AES256" && encryption.contains("kmsKey")) {
     return InvalidParameter("Invalid parameter: kmsKey can be given only with encryptionType KMS");
   }
-  Json scanning = Json{
-      {"scanOnPush", in.value("imageScanningConfiguration", Json::object()).value("scanOnPush",
-                                                                                  false)}};
+  Json scanning =
+      Json{{"scanOnPush",
+            in.value("imageScanningConfiguration", Json::object()).value("scanOnPush", false)}};
   Json doc = {{"createdAt", NowEpochSeconds()},
               {"imageTagMutability", mutability},
               {"imageScanningConfiguration", scanning},
@@ -295,15 +300,17 @@ Result<Json> EcrApi::DescribeRepositories(const Json& in, const api::CallContext
   Json out = Json::array();
   if (in.contains("repositoryNames")) {
     if (in.contains("maxResults") || in.contains("nextToken")) {
-      return InvalidParameter("Invalid parameter: maxResults and nextToken cannot be used with "
-                              "repositoryNames");
+      return InvalidParameter(
+          "Invalid parameter: maxResults and nextToken cannot be used with "
+          "repositoryNames");
     }
     for (const auto& n : in["repositoryNames"]) {
       std::string name = n.get<std::string>();
       if (!ValidRepositoryName(name)) {
-        return InvalidParameter("Invalid parameter at 'repositoryNames' failed to satisfy "
-                                "constraint: 'must satisfy regular expression '" +
-                                std::string(kRepositoryNamePattern) + "''");
+        return InvalidParameter(
+            "Invalid parameter at 'repositoryNames' failed to satisfy "
+            "constraint: 'must satisfy regular expression '" +
+            std::string(kRepositoryNamePattern) + "''");
       }
       auto repo = registry_.GetRepository(name, Surface::kEcr);
       if (!repo.ok()) {
@@ -318,8 +325,9 @@ Result<Json> EcrApi::DescribeRepositories(const Json& in, const api::CallContext
   if (in.contains("nextToken")) {
     auto pos = DecodePageToken(in["nextToken"].get<std::string>());
     if (!pos) {
-      return InvalidParameter("Invalid parameter at 'nextToken' failed to satisfy constraint: "
-                              "'Invalid NextToken'");
+      return InvalidParameter(
+          "Invalid parameter at 'nextToken' failed to satisfy constraint: "
+          "'Invalid NextToken'");
     }
     after = *pos;
   }
@@ -340,8 +348,8 @@ Result<Json> EcrApi::DescribeRepositories(const Json& in, const api::CallContext
 
 Result<Json> EcrApi::DeleteRepository(const Json& in, const api::CallContext& ctx) {
   BERTH_TRY(CheckRepositoryName(in));
-  auto repo = registry_.DeleteRepository(in["repositoryName"].get<std::string>(),
-                                         in.value("force", false));
+  auto repo =
+      registry_.DeleteRepository(in["repositoryName"].get<std::string>(), in.value("force", false));
   if (!repo.ok()) {
     return repo.error();
   }
@@ -352,9 +360,10 @@ Result<Json> EcrApi::PutImageTagMutability(const Json& in, const api::CallContex
   BERTH_TRY(CheckRepositoryName(in));
   std::string mutability = in["imageTagMutability"].get<std::string>();
   if (mutability != "MUTABLE" && mutability != "IMMUTABLE") {
-    return InvalidParameter("Invalid parameter at 'imageTagMutability' failed to satisfy "
-                            "constraint: 'Member must satisfy enum value set: [MUTABLE, "
-                            "IMMUTABLE]'");
+    return InvalidParameter(
+        "Invalid parameter at 'imageTagMutability' failed to satisfy "
+        "constraint: 'Member must satisfy enum value set: [MUTABLE, "
+        "IMMUTABLE]'");
   }
   std::string name = in["repositoryName"].get<std::string>();
   auto repo = registry_.UpdateRepository(name, [&](Json& doc) {
@@ -423,8 +432,9 @@ Result<Json> EcrApi::DescribeImages(const Json& in, const api::CallContext& ctx)
   Json details = Json::array();
   if (in.contains("imageIds")) {
     if (in.contains("maxResults") || in.contains("nextToken")) {
-      return InvalidParameter("Invalid parameter: maxResults and nextToken cannot be used with "
-                              "imageIds");
+      return InvalidParameter(
+          "Invalid parameter: maxResults and nextToken cannot be used with "
+          "imageIds");
     }
     std::set<std::string> seen;
     for (const auto& id : in["imageIds"]) {
@@ -493,6 +503,8 @@ Result<Json> EcrApi::BatchGetImage(const Json& in, const api::CallContext& ctx) 
       continue;
     }
     const ManifestRecord& m = loaded->by_digest.at(found.digest)->manifest;
+    // LIMITATION: ECR converts between some manifest formats on the way out;
+    // berth answers with the manifest as pushed or not at all.
     if (!accepted.empty() && accepted.count(m.media_type) == 0) {
       failures.push_back(Failure(id, "ImageNotFound",
                                  "Requested image's media type " + m.media_type +
@@ -583,8 +595,9 @@ Result<Json> EcrApi::PutImage(const Json& in, const api::CallContext& ctx) {
   put.expected_digest = in.value("imageDigest", "");
   put.surface = Surface::kEcr;
   if (put.body.empty()) {
-    return InvalidParameter("Invalid parameter at 'imageManifest' failed to satisfy constraint: "
-                            "'Member must have length greater than or equal to 1'");
+    return InvalidParameter(
+        "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
+        "'Member must have length greater than or equal to 1'");
   }
   auto done = registry_.PutManifest(put);
   if (!done.ok()) {
@@ -626,9 +639,8 @@ Result<Json> EcrApi::BatchCheckLayerAvailability(const Json& in, const api::Call
                           {"failureReason", "Could not find layer"}});
       continue;
     }
-    Json layer = {{"layerDigest", digest},
-                  {"layerAvailability", "AVAILABLE"},
-                  {"layerSize", **size}};
+    Json layer = {
+        {"layerDigest", digest}, {"layerAvailability", "AVAILABLE"}, {"layerSize", **size}};
     for (const auto& image : *images) {
       auto t = image.manifest.blob_types.find(digest);
       if (t != image.manifest.blob_types.end() && !t->get<std::string>().empty()) {
@@ -647,8 +659,9 @@ Result<Json> EcrApi::GetDownloadUrlForLayer(const Json& in, const api::CallConte
   std::string digest = in["layerDigest"].get<std::string>();
   BERTH_TRY(registry_.GetRepository(repo, Surface::kEcr));
   if (!ValidateDigest(digest).ok()) {
-    return InvalidParameter("Invalid parameter at 'layerDigest' failed to satisfy constraint: "
-                            "'must satisfy regular expression '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+''");
+    return InvalidParameter(
+        "Invalid parameter at 'layerDigest' failed to satisfy constraint: "
+        "'must satisfy regular expression '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+''");
   }
   auto size = registry_.BlobSize(repo, digest);
   if (!size.ok()) {
@@ -660,12 +673,14 @@ Result<Json> EcrApi::GetDownloadUrlForLayer(const Json& in, const api::CallConte
                            "' does not exist within the repository with name '" + repo +
                            "' in the registry with id '" + registry_.account().account_id + "'");
   }
+  // LIMITATION: AWS answers with a presigned S3 URL; berth's URL points at its
+  // own registry, signed for this one blob for an hour.
   int64_t expires = std::chrono::duration_cast<std::chrono::seconds>(
                         (std::chrono::system_clock::now() + kDownloadLifetime).time_since_epoch())
                         .count();
   std::string url = "http://" + registry_.registry_host() + "/v2/" + repo + "/blobs/" + digest +
-                    "?X-Berth-Expires=" + std::to_string(expires) + "&X-Berth-Signature=" +
-                    registry_.tokens().SignDownload(repo, digest, expires);
+                    "?X-Berth-Expires=" + std::to_string(expires) +
+                    "&X-Berth-Signature=" + registry_.tokens().SignDownload(repo, digest, expires);
   return Json{{"downloadUrl", url}, {"layerDigest", digest}};
 }
 
@@ -683,9 +698,11 @@ Result<Json> EcrApi::InitiateLayerUpload(const Json& in, const api::CallContext&
 namespace {
 
 Error UploadNotFound(const std::string& id, const std::string& repo, const std::string& account) {
-  return ClientError("UploadNotFoundException",
-                     "The upload with id '" + id + "' does not exist within the repository "
-                     "with name '" + repo + "' in the registry with id '" + account + "'");
+  return ClientError("UploadNotFoundException", "The upload with id '" + id +
+                                                    "' does not exist within the repository "
+                                                    "with name '" +
+                                                    repo + "' in the registry with id '" + account +
+                                                    "'");
 }
 
 }  // namespace
@@ -737,8 +754,9 @@ Result<Json> EcrApi::CompleteLayerUpload(const Json& in, const api::CallContext&
   BERTH_TRY(registry_.GetRepository(repo, Surface::kEcr));
   const Json& digests = in["layerDigests"];
   if (digests.empty()) {
-    return InvalidParameter("Invalid parameter at 'layerDigests' failed to satisfy constraint: "
-                            "'Member must have length greater than or equal to 1'");
+    return InvalidParameter(
+        "Invalid parameter at 'layerDigests' failed to satisfy constraint: "
+        "'Member must have length greater than or equal to 1'");
   }
   std::string digest = digests[0].get<std::string>();
   if (!ValidateDigest(digest).ok()) {
@@ -773,7 +791,8 @@ Result<Json> EcrApi::CompleteLayerUpload(const Json& in, const api::CallContext&
     if (done.error().code == "DIGEST_INVALID") {
       return ClientError("InvalidLayerException",
                          "The calculated digest of the uploaded layer does not match the "
-                         "layer digest '" + digest + "'");
+                         "layer digest '" +
+                             digest + "'");
     }
     return done.error();
   }

@@ -1,9 +1,8 @@
 #include "registry/lifecycle.h"
 
 #include <algorithm>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace berth::registry {
 
@@ -160,8 +159,9 @@ Result<LifecyclePolicy> ParseLifecyclePolicy(std::string_view text) {
       return PolicyError("tagPrefixList or tagPatternList is required when tagStatus is tagged");
     }
     if (rule.tag_status != LifecycleRule::TagStatus::kTagged && has_tag_filter) {
-      return PolicyError("tagPrefixList and tagPatternList are only allowed when tagStatus is "
-                         "tagged");
+      return PolicyError(
+          "tagPrefixList and tagPatternList are only allowed when tagStatus is "
+          "tagged");
     }
     for (const auto& pattern : rule.tag_patterns) {
       if (std::count(pattern.begin(), pattern.end(), '*') > 4) {

@@ -22,6 +22,7 @@ bool ValidTag(std::string_view tag);
 struct ByteRange {
   uint64_t first = 0;
   uint64_t last = 0;
+
   uint64_t length() const { return last - first + 1; }
 };
 
@@ -36,6 +37,7 @@ struct RangeRequest {
   Kind kind = Kind::kWhole;
   ByteRange range;
 };
+
 // Understands one range of the forms "bytes=a-b", "bytes=a-" and "bytes=-n".
 // Anything else (several ranges, other units, garbage) is ignored and the
 // whole blob is served, as RFC 9110 allows.

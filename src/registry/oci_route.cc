@@ -1,9 +1,9 @@
 #include "registry/oci_route.h"
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <chrono>
-
-#include <spdlog/spdlog.h>
 
 #include "registry/digest.h"
 #include "registry/names.h"
@@ -21,18 +21,31 @@ Error Unauthorized(const std::string& message) {
   return Error{401, "UNAUTHORIZED", message, ""};
 }
 
-Error Unsupported() { return Error{405, "UNSUPPORTED", "the operation is unsupported", ""}; }
+Error Unsupported() {
+  return Error{405, "UNSUPPORTED", "the operation is unsupported", ""};
+}
 
 // The registry error codes of the distribution spec (and the two extra ones
 // distribution answers with); anything else is mapped by status.
 bool IsOciCode(const std::string& code) {
-  static const char* kCodes[] = {
-      "BLOB_UNKNOWN",       "BLOB_UPLOAD_INVALID",      "BLOB_UPLOAD_UNKNOWN",
-      "DIGEST_INVALID",     "MANIFEST_BLOB_UNKNOWN",    "MANIFEST_INVALID",
-      "MANIFEST_UNKNOWN",   "NAME_INVALID",             "NAME_UNKNOWN",
-      "SIZE_INVALID",       "UNAUTHORIZED",             "DENIED",
-      "UNSUPPORTED",        "TOOMANYREQUESTS",          "TAG_INVALID",
-      "RANGE_INVALID",      "PAGINATION_NUMBER_INVALID", "UNKNOWN"};
+  static const char* kCodes[] = {"BLOB_UNKNOWN",
+                                 "BLOB_UPLOAD_INVALID",
+                                 "BLOB_UPLOAD_UNKNOWN",
+                                 "DIGEST_INVALID",
+                                 "MANIFEST_BLOB_UNKNOWN",
+                                 "MANIFEST_INVALID",
+                                 "MANIFEST_UNKNOWN",
+                                 "NAME_INVALID",
+                                 "NAME_UNKNOWN",
+                                 "SIZE_INVALID",
+                                 "UNAUTHORIZED",
+                                 "DENIED",
+                                 "UNSUPPORTED",
+                                 "TOOMANYREQUESTS",
+                                 "TAG_INVALID",
+                                 "RANGE_INVALID",
+                                 "PAGINATION_NUMBER_INVALID",
+                                 "UNKNOWN"};
   for (const char* c : kCodes) {
     if (code == c) {
       return true;
@@ -122,6 +135,7 @@ class BlobBodySink : public http::BodySink {
  public:
   BlobBodySink(std::unique_ptr<UploadWriter> writer, std::string upload_id)
       : writer_(std::move(writer)), upload_id_(std::move(upload_id)) {}
+
   explicit BlobBodySink(Error refused) : refused_(std::move(refused)) {}
 
   Status Write(const char* data, size_t size) override {
@@ -132,7 +146,9 @@ class BlobBodySink : public http::BodySink {
   }
 
   UploadWriter* writer() { return writer_.get(); }
+
   const std::string& upload_id() const { return upload_id_; }
+
   const std::optional<Error>& refused() const { return refused_; }
 
  private:
@@ -190,6 +206,11 @@ bool OciRoute::Matches(const http::Request& head) const {
 }
 
 http::Response OciRoute::RenderError(const http::Request& request, const Error& error) {
+  if (error.status >= 500) {
+    // The client sees a generic message; the detail stays in the log.
+    spdlog::error("request_id={} api=registry path={} error=\"{}\"", request.request_id,
+                  request.raw_path, error.message);
+  }
   http::Response r = ErrorResponse(error);
   r.SetHeader(kApiVersionHeader, kApiVersion);
   if (error.status == 401) {
@@ -202,8 +223,7 @@ http::Response OciRoute::RenderError(const http::Request& request, const Error& 
 namespace {
 
 // Checks the caller's credentials; a signed download URL admits one blob GET.
-Status Authenticate(const Registry& registry, const http::Request& request,
-                    const OciEndpoint& ep) {
+Status Authenticate(const Registry& registry, const http::Request& request, const OciEndpoint& ep) {
   auto now = std::chrono::system_clock::now();
   if (ep.kind == Kind::kBlob && (request.method == "GET" || request.method == "HEAD")) {
     auto expires = request.Query("X-Berth-Expires");
@@ -288,12 +308,11 @@ Result<std::unique_ptr<http::BodySink>> OciRoute::OpenBodySink(http::Request& he
     }
     std::string length = head.Header("Content-Length");
     if (!length.empty() && ParseInt(length) != static_cast<int64_t>(range->length())) {
-      return refuse(Error{416, "RANGE_INVALID",
-                          "Content-Range and Content-Length disagree", content_range});
+      return refuse(
+          Error{416, "RANGE_INVALID", "Content-Range and Content-Length disagree", content_range});
     }
   }
-  return std::unique_ptr<http::BodySink>(
-      std::make_unique<BlobBodySink>(std::move(*writer), id));
+  return std::unique_ptr<http::BodySink>(std::make_unique<BlobBodySink>(std::move(*writer), id));
 }
 
 http::Response OciRoute::Serve(http::Request& request, http::BodySink* sink) {
@@ -310,7 +329,9 @@ http::Response OciRoute::Serve(http::Request& request, http::BodySink* sink) {
 http::Response OciRoute::Dispatch(http::Request& request, http::BodySink* sink) {
   const OciEndpoint ep = ParseOciPath(request.path);
   const std::string& method = request.method;
-  auto fail = [&](const Error& e) { return RenderError(request, e); };
+  auto fail = [&](const Error& e) {
+    return RenderError(request, e);
+  };
   if (ep.kind == Kind::kUnknown) {
     return fail(Error{404, "UNSUPPORTED", "no such registry endpoint", request.path});
   }
@@ -421,9 +442,9 @@ http::Response OciRoute::Dispatch(http::Request& request, http::BodySink* sink) 
         }
       }
       if (more) {
-        resp.SetHeader("Link", "</v2/" + ep.name + "/tags/list?last=" +
-                                   tags.back().get<std::string>() + "&n=" + std::to_string(*n) +
-                                   ">; rel=\"next\"");
+        resp.SetHeader("Link", "</v2/" + ep.name +
+                                   "/tags/list?last=" + tags.back().get<std::string>() +
+                                   "&n=" + std::to_string(*n) + ">; rel=\"next\"");
       }
       resp.SetHeader("Content-Type", "application/json");
       resp.body = Json{{"name", ep.name}, {"tags", tags}}.dump();
@@ -508,8 +529,8 @@ http::Response OciRoute::Dispatch(http::Request& request, http::BodySink* sink) 
       }
       if (blob_sink != nullptr && blob_sink->writer() != nullptr) {
         std::string digest = *request.Query("digest");
-        auto done = registry_.CompleteUpload(ep.name, blob_sink->upload_id(),
-                                             *blob_sink->writer(), digest);
+        auto done =
+            registry_.CompleteUpload(ep.name, blob_sink->upload_id(), *blob_sink->writer(), digest);
         if (!done.ok()) {
           return fail(done.error());
         }
@@ -701,10 +722,11 @@ http::Response OciRoute::Dispatch(http::Request& request, http::BodySink* sink) 
         resp.SetHeader("OCI-Filters-Applied", "artifactType");
       }
       resp.SetHeader("Content-Type", std::string(kOciIndex));
-      resp.body = Json{{"schemaVersion", 2},
-                       {"mediaType", std::string(kOciIndex)},
-                       {"manifests", manifests}}
-                      .dump();
+      resp.body = Json{
+          {"schemaVersion", 2},
+          {"mediaType", std::string(kOciIndex)},
+          {"manifests",
+           manifests}}.dump();
       return resp;
     }
 

@@ -21,7 +21,9 @@ class OciRoute : public http::Route {
   explicit OciRoute(Registry& registry) : registry_(registry) {}
 
   bool Matches(const http::Request& head) const override;
+
   uint64_t MaxBufferedBody(const http::Request& head) const override { return kMaxManifestSize; }
+
   Result<std::unique_ptr<http::BodySink>> OpenBodySink(http::Request& head) override;
   http::Response Serve(http::Request& request, http::BodySink* sink) override;
   http::Response RenderError(const http::Request& request, const Error& error) override;

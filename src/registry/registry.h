@@ -21,14 +21,13 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "api/aws_json_route.h"
 #include "common/result.h"
@@ -69,12 +68,12 @@ struct Repository {
 struct ManifestRecord {
   std::string digest;
   std::string media_type;
-  uint64_t size = 0;          // bytes of the manifest itself
-  double pushed_at = 0;       // seconds since the epoch, first push
-  uint64_t image_size = 0;    // layers' bytes (an index: its largest child)
-  std::string artifact_type;  // artifactType, else the config's media type
-  std::string subject;        // the subject's digest, "" when none
-  Json annotations;           // object or null
+  uint64_t size = 0;                  // bytes of the manifest itself
+  double pushed_at = 0;               // seconds since the epoch, first push
+  uint64_t image_size = 0;            // layers' bytes (an index: its largest child)
+  std::string artifact_type;          // artifactType, else the config's media type
+  std::string subject;                // the subject's digest, "" when none
+  Json annotations;                   // object or null
   std::vector<std::string> blobs;     // config and layers (distributable ones)
   Json blob_types;                    // digest -> media type, for the blobs above
   std::vector<std::string> children;  // manifests an index lists
@@ -117,12 +116,15 @@ class Registry {
   ~Registry();
 
   const api::AccountInfo& account() const { return options_.account; }
+
   std::string registry_host() const;
   // Sets the host:port in repositoryUri (once the listener is bound).
   void SetRegistryHost(std::string host);
   std::string RepositoryArn(const std::string& name) const;
   std::string RepositoryUri(const std::string& name) const;
+
   const TokenAuthority& tokens() const { return *tokens_; }
+
   BlobStore& blobs() { return *blobs_; }
 
   // Repositories. Errors name the repository as ECR does

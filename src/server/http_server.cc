@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <fcntl.h>
+#include <algorithm>
 #include <limits>
 #include <unistd.h>
 
@@ -188,7 +189,8 @@ struct Server::Impl {
       if (ec) {
         throw beast::system_error(ec);
       }
-      std::vector<char> buf(1 << 20);
+      // Sized to the file: a small blob should not cost a fresh megabyte.
+      std::vector<char> buf(static_cast<size_t>(std::clamp<uint64_t>(length, 1, 1 << 20)));
       uint64_t offset = resp.file_offset;
       uint64_t remaining = length;
       while (remaining > 0) {
@@ -258,6 +260,7 @@ struct Server::Impl {
       }
     }
     std::vector<char> chunk(256 * 1024);
+    std::vector<char> big_chunk;  // for streamed bodies, allocated on first use
     try {
       for (;;) {
         bhttp::request_parser<bhttp::buffer_body> parser;
@@ -325,6 +328,44 @@ struct Server::Impl {
             bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
             co_await bhttp::async_write(stream, cont, use_awaitable);
           }
+          // A streamed body of known length skips the parser: the bytes left
+          // over after the header, then large reads straight from the socket,
+          // go to the sink. This keeps a big upload at one read and one sink
+          // call per megabyte.
+          bool streamed = false;
+          if (sink && parser.content_length() && !parser.chunked()) {
+            streamed = true;
+            uint64_t remaining = *parser.content_length();
+            if (remaining > 0 && buffer.size() > 0) {
+              size_t n = static_cast<size_t>(std::min<uint64_t>(buffer.size(), remaining));
+              Status st = sink->Write(static_cast<const char*>(buffer.data().data()), n);
+              buffer.consume(n);
+              remaining -= n;
+              if (!st.ok()) {
+                resp = route->RenderError(req, st.error());
+                answered = true;
+                keep_alive = false;
+              }
+            }
+            if (remaining > 0 && !answered && big_chunk.empty()) {
+              big_chunk.resize(1 << 20);
+            }
+            while (remaining > 0 && !answered) {
+              size_t want = static_cast<size_t>(std::min<uint64_t>(big_chunk.size(), remaining));
+              size_t got = co_await stream.async_read_some(
+                  asio::buffer(big_chunk.data(), want), asio::redirect_error(use_awaitable, ec));
+              if (ec) {
+                throw beast::system_error(ec);
+              }
+              remaining -= got;
+              Status st = sink->Write(big_chunk.data(), got);
+              if (!st.ok()) {
+                resp = route->RenderError(req, st.error());
+                answered = true;
+                keep_alive = false;
+              }
+            }
+          }
           uint64_t limit = route->MaxBufferedBody(req);
           bool too_large = false;
           // An oversized body is still read (and dropped) up to a bound so the
@@ -334,7 +375,7 @@ struct Server::Impl {
           if (!sink && parser.content_length() && *parser.content_length() > discard_limit) {
             too_large = true;
           }
-          while (!parser.is_done() && discarded <= discard_limit &&
+          while (!streamed && !parser.is_done() && discarded <= discard_limit &&
                  !(too_large && parser.content_length() &&
                    *parser.content_length() > discard_limit)) {
             parser.get().body().data = chunk.data();

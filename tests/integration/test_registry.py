@@ -191,7 +191,8 @@ def test_expired_token_is_refused(berthd):
                            auth=("AWS", forge_token(berthd, time.time() - 5)))
     assert expired.status_code == 401
     assert "expired" in expired.json()["errors"][0]["message"]
-    valid = requests.get(berthd.endpoint + "/v2/", auth=("AWS", forge_token(berthd, time.time() + 60)))
+    valid = requests.get(berthd.endpoint + "/v2/",
+                         auth=("AWS", forge_token(berthd, time.time() + 60)))
     assert valid.status_code == 200
 
 
@@ -510,7 +511,8 @@ def test_tags_and_catalog_pagination(ecr, reg):
         assert len(got) <= 1
         names += got
         url = r.headers.get("Link", "").split(";")[0].strip("<>") or None
-    listed = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    listed = {r["repositoryName"] for page in
+              ecr.get_paginator("describe_repositories").paginate() for r in page["repositories"]}
     assert names == sorted(names)
     assert set(names) == listed
 
