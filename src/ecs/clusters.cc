@@ -54,6 +54,7 @@ std::shared_ptr<api::JsonService> EcsApi::MakeService() {
   svc->Add("DeleteCluster", [this](const Json& in, const api::CallContext& c) {
     return DeleteCluster(in, c);
   });
+  AddServiceOperations(*svc);
   return svc;
 }
 
@@ -134,6 +135,11 @@ Result<Json> EcsApi::DescribeClusters(const Json& in, const api::CallContext& ct
     }
     Json c = Json::parse((*entry)->value);
     c.erase("createdAt");
+    auto services = CountClusterServices(store_, name);
+    if (!services.ok()) {
+      return services.error();
+    }
+    c["activeServicesCount"] = services->active;
     if (!wants("TAGS")) {
       c.erase("tags");
     }
@@ -211,7 +217,11 @@ Result<Json> EcsApi::DeleteCluster(const Json& in, const api::CallContext& ctx) 
         if (c.value("status", "") != "ACTIVE") {
           return ClusterNotFound();
         }
-        if (c.value("activeServicesCount", 0) > 0) {
+        auto services = CountClusterServices(store_, name);
+        if (!services.ok()) {
+          return services.error();
+        }
+        if (services->active + services->draining > 0) {
           return ClientError("ClusterContainsServicesException",
                              "The Cluster cannot be deleted while Services are active.");
         }
