@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
                     "Share of the node's cpu and memory offered to tasks")
       ->capture_default_str();
   serve->add_option("--runtime", config.runtime, "OCI runtime binary")->capture_default_str();
+  serve->add_option("--node-timeout", config.node_timeout_seconds,
+                    "Seconds of agent silence after which a node is lost and its tasks stop")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -93,6 +96,7 @@ int main(int argc, char** argv) {
       if (serve->count("--subnet")) merged.subnet = config.subnet;
       if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
       if (serve->count("--runtime")) merged.runtime = config.runtime;
+      if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
       config = merged;
     }
     return Serve(config);

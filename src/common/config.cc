@@ -61,6 +61,8 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.allocation_factor = std::stod(value);
     } else if (key == "runtime") {
       config.runtime = value;
+    } else if (key == "node-timeout") {
+      config.node_timeout_seconds = std::stod(value);
     } else {
       return ClientError("ConfigError", path + ":" + std::to_string(n) + ": unknown key " + key);
     }

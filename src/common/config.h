@@ -25,6 +25,9 @@ struct Config {
   std::string subnet = "172.31.0.0/16";
   double allocation_factor = 1.0;
   std::string runtime = "runc";
+  // Control plane: a node whose agent is silent this long is declared lost and
+  // its tasks are stopped.
+  double node_timeout_seconds = 60;
 };
 
 // Applies `key = value` lines from `path` to `config` (keys as the flags, with

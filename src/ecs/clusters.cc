@@ -21,7 +21,42 @@ bool ValidName(const std::string& name) {
 }  // namespace
 
 EcsApi::EcsApi(store::Store& store, api::AccountInfo account)
-    : store_(store), account_(std::move(account)) {}
+    : EcsApi(store, account, TaskManagerOptions()) {}
+
+EcsApi::EcsApi(store::Store& store, api::AccountInfo account, TaskManagerOptions task_options)
+    : store_(store), account_(std::move(account)) {
+  task_options.region = account_.region;
+  task_options.account_id = account_.account_id;
+  tasks_ = std::make_unique<StoreTaskManager>(store_, std::move(task_options));
+  AddTaggableType("cluster", [this](const EcsArnParts& arn) -> Result<std::string> {
+    auto cluster = ActiveCluster(arn.resource_id);
+    if (!cluster.ok()) {
+      return cluster.error();
+    }
+    return kClusterPrefix + arn.resource_id;
+  });
+}
+
+EcsApi::~EcsApi() {
+  if (tasks_) {
+    tasks_->Shutdown();
+  }
+}
+
+Result<Json> EcsApi::ActiveCluster(const std::string& name) {
+  auto entry = store_.Get(kClusterPrefix + name);
+  if (!entry.ok()) {
+    return entry.error();
+  }
+  if (!*entry) {
+    return ClusterNotFound();
+  }
+  Json c = Json::parse((*entry)->value);
+  if (c.value("status", "") != "ACTIVE") {
+    return ClusterNotFound();
+  }
+  return c;
+}
 
 std::string EcsApi::ClusterNameFromRef(const std::string& ref) {
   if (ref.empty()) {
@@ -54,6 +89,9 @@ std::shared_ptr<api::JsonService> EcsApi::MakeService() {
   svc->Add("DeleteCluster", [this](const Json& in, const api::CallContext& c) {
     return DeleteCluster(in, c);
   });
+  AddTaskDefinitionOperations(*svc);
+  AddTaskOperations(*svc);
+  AddTagOperations(*svc);
   AddServiceOperations(*svc);
   return svc;
 }
@@ -140,6 +178,13 @@ Result<Json> EcsApi::DescribeClusters(const Json& in, const api::CallContext& ct
       return services.error();
     }
     c["activeServicesCount"] = services->active;
+    // The task counters are computed from the tasks, so they are never stale.
+    auto counts = tasks_->CountTasks(name);
+    if (!counts.ok()) {
+      return counts.error();
+    }
+    c["runningTasksCount"] = counts->running;
+    c["pendingTasksCount"] = counts->pending;
     if (!wants("TAGS")) {
       c.erase("tags");
     }
@@ -225,7 +270,14 @@ Result<Json> EcsApi::DeleteCluster(const Json& in, const api::CallContext& ctx) 
           return ClientError("ClusterContainsServicesException",
                              "The Cluster cannot be deleted while Services are active.");
         }
-        if (c.value("runningTasksCount", 0) + c.value("pendingTasksCount", 0) > 0) {
+        // The cluster's revision guards this write and RunTask rewrites the
+        // cluster document, so a task started after this count makes the
+        // delete conflict and count again.
+        auto counts = tasks_->CountTasks(name);
+        if (!counts.ok()) {
+          return counts.error();
+        }
+        if (counts->active > 0) {
           return ClientError("ClusterContainsTasksException",
                              "The Cluster cannot be deleted while Tasks are active.");
         }

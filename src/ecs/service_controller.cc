@@ -389,8 +389,28 @@ void ServicePass::Backoff(const std::string& event) {
   }
 }
 
+// The capacity provider a strategy puts the next task on: the one with a base
+// first, else the one with the most weight.
+std::string PickCapacityProvider(const Json& strategy) {
+  std::string best;
+  int best_weight = -1;
+  for (const auto& item : strategy) {
+    std::string name = item.value("capacityProvider", "");
+    if (item.value("base", 0) > 0) {
+      return name;
+    }
+    if (item.value("weight", 0) > best_weight) {
+      best_weight = item.value("weight", 0);
+      best = name;
+    }
+  }
+  return best;
+}
+
 void ServicePass::StartTasks(Json& deployment, int count) {
-  std::string launch_type = deployment.value("launchType", "FARGATE");
+  std::string launch_type = deployment.contains("capacityProviderStrategy")
+                                ? "FARGATE"
+                                : deployment.value("launchType", "FARGATE");
   if (launch_type != "FARGATE") {
     // LIMITATION: berth runs Fargate tasks only; EC2 and EXTERNAL services have
     // no container instances to run on, as on an AWS cluster without any.
@@ -405,6 +425,11 @@ void ServicePass::StartTasks(Json& deployment, int count) {
   StartTasksRequest request;
   request.cluster = cluster_;
   request.task_definition = deployment.value("_taskDefinition", Json::object());
+  Json definition_tags = request.task_definition.value("_tags", Json::array());
+  request.task_definition.erase("_tags");
+  if (deployment.contains("capacityProviderStrategy")) {
+    request.capacity_provider = PickCapacityProvider(deployment["capacityProviderStrategy"]);
+  }
   request.network_configuration = deployment.value("networkConfiguration", Json::object());
   request.started_by = deployment.value("id", "");
   request.group = "service:" + name_;
@@ -414,8 +439,11 @@ void ServicePass::StartTasks(Json& deployment, int count) {
   request.service = name_;
   request.deployment_id = deployment.value("id", "");
   Json tags = Json::array();
-  if (svc_.value("propagateTags", "NONE") == "SERVICE") {
+  std::string propagate = svc_.value("propagateTags", "NONE");
+  if (propagate == "SERVICE") {
     tags = svc_.value("tags", Json::array());
+  } else if (propagate == "TASK_DEFINITION") {
+    tags = definition_tags;
   }
   if (svc_.value("enableECSManagedTags", false)) {
     tags.push_back({{"key", "aws:ecs:serviceName"}, {"value", name_}});

@@ -215,40 +215,6 @@ Result<Json> NormalizeDeploymentConfiguration(const Json& given, const Json& bas
   return config;
 }
 
-Status ValidateNetworkConfiguration(const Json& service, const Json& task_definition) {
-  bool awsvpc = task_definition.value("networkMode", "") == "awsvpc";
-  bool given = service.contains("networkConfiguration") &&
-               service["networkConfiguration"].contains("awsvpcConfiguration");
-  if (awsvpc && !given) {
-    return InvalidParameter(
-        "Network Configuration must be provided when networkMode 'awsvpc' is specified.");
-  }
-  if (!given) {
-    return Ok();
-  }
-  if (!awsvpc) {
-    return InvalidParameter(
-        "Network Configuration is not valid for the given networkMode of this task "
-        "definition.");
-  }
-  const Json& vpc = service["networkConfiguration"]["awsvpcConfiguration"];
-  const Json subnets = vpc.value("subnets", Json::array());
-  if (subnets.empty()) {
-    return InvalidParameter("subnets can not be empty.");
-  }
-  if (subnets.size() > 16) {
-    return InvalidParameter("subnets can have at most 16 items.");
-  }
-  if (vpc.value("securityGroups", Json::array()).size() > 5) {
-    return InvalidParameter("securityGroups can have at most 5 items.");
-  }
-  std::string assign = vpc.value("assignPublicIp", "DISABLED");
-  if (assign != "ENABLED" && assign != "DISABLED") {
-    return InvalidParameter("assignPublicIp must be ENABLED or DISABLED.");
-  }
-  return Ok();
-}
-
 }  // namespace
 
 std::string EcsApi::ServiceArn(const std::string& cluster, const std::string& name) const {
@@ -278,6 +244,13 @@ void EcsApi::AddServiceOperations(api::JsonService& svc) {
   });
   svc.Add("ListServicesByNamespace", [this](const Json& in, const api::CallContext& c) {
     return ListServicesByNamespace(in, c);
+  });
+  AddTaggableType("service", [](const EcsArnParts& arn) -> Result<std::string> {
+    size_t slash = arn.resource_id.find('/');
+    if (slash == std::string::npos) {
+      return InvalidParameter("Long arn format must be used for tagging operations");
+    }
+    return ServiceKey(arn.resource_id.substr(0, slash), arn.resource_id.substr(slash + 1));
   });
 }
 
@@ -345,7 +318,8 @@ Status EcsApi::ValidateServiceSettings(const Json& service, const Json& task_def
     }
   }
 
-  BERTH_TRY(ValidateNetworkConfiguration(service, task_definition));
+  BERTH_TRY(CheckNetworkConfiguration(task_definition,
+                                      service.value("networkConfiguration", Json::object())));
   if (!fargate && service.contains("networkConfiguration") &&
       service["networkConfiguration"]["awsvpcConfiguration"].value("assignPublicIp", "") ==
           "ENABLED") {
@@ -411,10 +385,18 @@ Json EcsApi::NewDeployment(const Json& service, const Json& task_definition, dou
 }
 
 Result<Json> EcsApi::ResolveServiceTaskDefinition(const std::string& ref) {
-  // TODO: task definitions are not stored yet. Effect: CreateService and
-  // UpdateService with a task definition fail. Fix: resolve through the task
-  // definition store once it lands.
-  return ClientError("ClientException", "Unable to describe task definition.");
+  auto doc = FindTaskDefinitionDoc(ref);
+  if (!doc.ok()) {
+    return doc.error();
+  }
+  if ((*doc)["taskDefinition"].value("status", "") != "ACTIVE") {
+    return InvalidParameter("TaskDefinition is inactive");
+  }
+  Json td = (*doc)["taskDefinition"];
+  // Kept with the definition so tasks can carry them (propagateTags
+  // TASK_DEFINITION) without another lookup.
+  td["_tags"] = doc->value("tags", Json::array());
+  return td;
 }
 
 Result<Json> EcsApi::CreateService(const Json& in, const api::CallContext& ctx) {
@@ -455,7 +437,7 @@ Result<Json> EcsApi::CreateService(const Json& in, const api::CallContext& ctx) 
   std::string platform = in.value("platformVersion", "LATEST");
   if (platform != "LATEST" && platform != "1.4.0" && platform != "1.3.0") {
     return ClientError("PlatformUnknownException",
-                       "The specified platform version does not exist.");
+                       "The specified platform does not exist.");
   }
   if (!in.contains("taskDefinition")) {
     return InvalidParameter("TaskDefinition can not be blank.");
@@ -470,9 +452,7 @@ Result<Json> EcsApi::CreateService(const Json& in, const api::CallContext& ctx) 
     return config.error();
   }
   Json tags = in.value("tags", Json::array());
-  if (tags.size() > 50) {
-    return InvalidParameter("tags can have at most 50 items.");
-  }
+  BERTH_TRY(CheckTags(tags));
 
   double now = NowEpochSeconds();
   Json service = {
@@ -610,7 +590,7 @@ Result<Json> EcsApi::UpdateService(const Json& in, const api::CallContext& ctx) 
     std::string platform = in["platformVersion"].get<std::string>();
     if (platform != "LATEST" && platform != "1.4.0" && platform != "1.3.0") {
       return ClientError("PlatformUnknownException",
-                         "The specified platform version does not exist.");
+                         "The specified platform does not exist.");
     }
   }
 

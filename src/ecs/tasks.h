@@ -20,7 +20,18 @@
 //                                      _taskDefinition the full task definition
 //                                      _overrides  the RunTask overrides
 //                                      _seq        last agent report sequence applied
-//   ecs/nodes/<node-id>              a node: capacity, zone, last heartbeat
+//                                      _networkConfiguration the RunTask networkConfiguration
+//   ecs/task-index/<cluster>/<task-id> the members ListTasks filters on (family,
+//                                    startedBy, service, desiredStatus, lastStatus,
+//                                    launchType, stoppedAt, node), kept in step with
+//                                    the task in the same transactions
+//   ecs/nodes/<node-id>              a node: capacity, zone, allocatable, status
+//                                    (ACTIVE or LOST) and the reservations of the
+//                                    tasks placed on it ("tasks": {id: {cluster,
+//                                    cpu, memory, group}}); heartbeats are kept in
+//                                    memory
+//   ecs/desired/<node-id>/<task-id>  what the node's agent must do with the task
+//                                    (see agent_protocol.h); removed once STOPPED
 #pragma once
 
 #include <optional>
@@ -49,6 +60,7 @@ struct StartTasksRequest {
   bool enable_execute_command = false;
   std::string service;               // service name when started by a service
   std::string deployment_id;         // deployment id when started by a service
+  std::string capacity_provider;     // "FARGATE" / "FARGATE_SPOT" when a strategy chose it
 };
 
 struct StartTasksResult {
@@ -62,6 +74,7 @@ struct TaskFilter {
   std::optional<std::string> family;
   std::optional<std::string> started_by;
   std::optional<std::string> desired_status;  // "RUNNING" (also PENDING) or "STOPPED"
+  std::optional<std::string> launch_type;
 };
 
 class TaskManager {
