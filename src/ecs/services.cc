@@ -215,6 +215,17 @@ Result<Json> NormalizeDeploymentConfiguration(const Json& given, const Json& bas
   return config;
 }
 
+// A capacity provider strategy as AWS echoes it: weight and base filled in.
+Json NormalizeStrategy(const Json& strategy) {
+  Json out = Json::array();
+  for (const auto& item : strategy) {
+    out.push_back({{"capacityProvider", item.value("capacityProvider", "")},
+                   {"weight", item.value("weight", 0)},
+                   {"base", item.value("base", 0)}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string EcsApi::ServiceArn(const std::string& cluster, const std::string& name) const {
@@ -486,11 +497,12 @@ Result<Json> EcsApi::CreateService(const Json& in, const api::CallContext& ctx) 
       {"enableExecuteCommand", in.value("enableExecuteCommand", false)},
   };
   if (in.contains("capacityProviderStrategy")) {
-    service["capacityProviderStrategy"] = in["capacityProviderStrategy"];
+    service["capacityProviderStrategy"] = NormalizeStrategy(in["capacityProviderStrategy"]);
   } else if (in.contains("launchType")) {
     service["launchType"] = in["launchType"];
   } else if (!cluster_doc.value("defaultCapacityProviderStrategy", Json::array()).empty()) {
-    service["capacityProviderStrategy"] = cluster_doc["defaultCapacityProviderStrategy"];
+    service["capacityProviderStrategy"] =
+        NormalizeStrategy(cluster_doc["defaultCapacityProviderStrategy"]);
   } else {
     service["launchType"] = "EC2";
   }
@@ -641,10 +653,11 @@ Result<Json> EcsApi::UpdateService(const Json& in, const api::CallContext& ctx) 
           deploy = true;
         }
         if (in.contains("capacityProviderStrategy")) {
-          if (svc.value("capacityProviderStrategy", Json()) != in["capacityProviderStrategy"]) {
+          Json strategy = NormalizeStrategy(in["capacityProviderStrategy"]);
+          if (svc.value("capacityProviderStrategy", Json()) != strategy) {
             deploy = true;
           }
-          svc["capacityProviderStrategy"] = in["capacityProviderStrategy"];
+          svc["capacityProviderStrategy"] = strategy;
           svc.erase("launchType");
         }
         for (const char* member : {"placementConstraints", "placementStrategy",
