@@ -776,21 +776,87 @@ void ServiceController::Stop() {
   }
 }
 
+namespace {
+
+// The service a store change concerns: a service document, or a task of a
+// service. Other changes (nodes, indexes, tasks of no service) concern none.
+std::optional<std::pair<std::string, std::string>> ServiceOfChange(const store::Event& event) {
+  const std::string tasks_prefix = "ecs/tasks/";
+  auto split = [](const std::string& rest) -> std::optional<std::pair<std::string, std::string>> {
+    size_t slash = rest.find('/');
+    if (slash == std::string::npos) {
+      return std::nullopt;
+    }
+    return std::make_pair(rest.substr(0, slash), rest.substr(slash + 1));
+  };
+  if (event.key.rfind(kServicesPrefix, 0) == 0) {
+    return split(event.key.substr(kServicesPrefix.size()));
+  }
+  if (event.key.rfind(tasks_prefix, 0) != 0 || event.kind != store::Event::Kind::kPut) {
+    return std::nullopt;
+  }
+  auto where = split(event.key.substr(tasks_prefix.size()));
+  if (!where) {
+    return std::nullopt;
+  }
+  Json task = Json::parse(event.value, nullptr, false);
+  if (!task.is_object()) {
+    return std::nullopt;
+  }
+  std::string service = StringOr(task, "_service");
+  if (service.empty()) {
+    return std::nullopt;
+  }
+  return std::make_pair(where->first, service);
+}
+
+}  // namespace
+
+// Every tick a full pass over all services; in between, as changes arrive,
+// passes over just the services they concern.
 void ServiceController::Run() {
   spdlog::info("event=service_controller_started");
+  using Clock = std::chrono::steady_clock;
+  int64_t seen = 0;
+  auto next_full = Clock::now();
+  std::set<std::pair<std::string, std::string>> dirty;
   while (!stop_) {
-    // Taken before the pass, so a write during the pass wakes the next one.
-    int64_t seen = store_.Revision();
-    auto pass = ReconcileAll();
-    if (!pass.ok()) {
-      spdlog::warn("event=service_pass_failed error={}", pass.error().message);
+    if (Clock::now() >= next_full) {
+      // Taken before the pass, so a write during the pass wakes the next one.
+      seen = store_.Revision();
+      dirty.clear();
+      auto pass = ReconcileAll();
+      if (!pass.ok()) {
+        spdlog::warn("event=service_pass_failed error={}", pass.error().message);
+      }
+      next_full = Clock::now() + options_.tick;
+    } else {
+      for (const auto& [cluster, name] : dirty) {
+        auto pass = ReconcileService(cluster, name);
+        if (!pass.ok()) {
+          spdlog::warn("event=service_reconcile_failed service={} cluster={} error={}", name,
+                       cluster, pass.error().message);
+        }
+      }
+      dirty.clear();
     }
     if (stop_) {
       break;
     }
-    auto changes = store_.Changes(seen, "ecs/", options_.tick);
-    if (!changes.ok() && changes.error().code != "StoreCompacted") {
-      std::this_thread::sleep_for(options_.tick);
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_full - Clock::now());
+    auto changes = store_.Changes(seen, "ecs/", std::max(wait, std::chrono::milliseconds(0)));
+    if (!changes.ok()) {
+      if (changes.error().code != "StoreCompacted") {
+        std::this_thread::sleep_for(options_.tick);
+      }
+      next_full = Clock::now();
+      continue;
+    }
+    for (const auto& event : *changes) {
+      seen = std::max(seen, event.revision);
+      if (auto service = ServiceOfChange(event)) {
+        dirty.insert(*service);
+      }
     }
   }
   spdlog::info("event=service_controller_stopped");

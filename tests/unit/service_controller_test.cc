@@ -1027,6 +1027,85 @@ TEST_F(ServiceControllerTest, UpdateServiceErrors) {
   EXPECT_EQ("ecs-svc/1000000000000000001", (*scaled)["service"]["deployments"][0]["id"]);
 }
 
+// --- through CreateService --------------------------------------------------------
+
+Json RegisterRequest(const std::string& family) {
+  return {{"family", family},
+          {"requiresCompatibilities", Json::array({"FARGATE"})},
+          {"networkMode", "awsvpc"},
+          {"cpu", "256"},
+          {"memory", "512"},
+          {"containerDefinitions",
+           Json::array({{{"name", "app"},
+                         {"image", "nginx"},
+                         {"portMappings", Json::array({{{"containerPort", 80}}})}}})}};
+}
+
+Json CreateRequest(const std::string& td) {
+  return {{"cluster", kCluster},
+          {"serviceName", "api"},
+          {"taskDefinition", td},
+          {"desiredCount", 2},
+          {"launchType", "FARGATE"},
+          {"networkConfiguration",
+           {{"awsvpcConfiguration", {{"subnets", Json::array({"subnet-1"})}}}}}};
+}
+
+TEST_F(ServiceControllerTest, CreatedServiceRunsThroughTheController) {
+  auto td = api_->RegisterTaskDefinition(RegisterRequest("api"), ctx_);
+  ASSERT_TRUE(td.ok()) << td.error().message;
+  auto created = api_->CreateService(CreateRequest("api"), ctx_);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  const Json& svc = (*created)["service"];
+  EXPECT_EQ("arn:aws:ecs:us-east-1:000000000000:service/c1/api", svc["serviceArn"]);
+  EXPECT_EQ("arn:aws:ecs:us-east-1:000000000000:task-definition/api:1", svc["taskDefinition"]);
+  EXPECT_EQ("DISABLED",
+            svc["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"]);
+  EXPECT_FALSE(svc["deployments"][0].contains("_taskDefinition"));
+
+  Reconcile("api");
+  ASSERT_EQ(1u, fake_.requests.size());
+  EXPECT_EQ("api", fake_.requests[0].task_definition["family"]);
+  EXPECT_FALSE(fake_.requests[0].task_definition.contains("_tags"));
+  EXPECT_EQ(2, fake_.requests[0].count);
+  fake_.RunPending();
+  Reconcile("api");
+  EXPECT_EQ("COMPLETED", Primary("api")["rolloutState"]);
+
+  // The same request again is answered with the same service.
+  auto again = api_->CreateService(CreateRequest("api"), ctx_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(svc["deployments"][0]["id"], (*again)["service"]["deployments"][0]["id"]);
+  Json changed = CreateRequest("api");
+  changed["desiredCount"] = 3;
+  auto conflict = api_->CreateService(changed, ctx_);
+  ASSERT_FALSE(conflict.ok());
+  EXPECT_EQ("Creation of service was not idempotent.", conflict.error().message);
+}
+
+TEST_F(ServiceControllerTest, TargetGroupValidatorDecidesOnLoadBalancers) {
+  ASSERT_TRUE(api_->RegisterTaskDefinition(RegisterRequest("lb"), ctx_).ok());
+  Json seen;
+  api_->SetTargetGroupValidator([&](const Json& load_balancers, const Json& td) -> Status {
+    seen = load_balancers;
+    return ClientError("InvalidParameterException",
+                       "The provided target group " +
+                           load_balancers[0]["targetGroupArn"].get<std::string>() +
+                           " has target type instance, which is incompatible with the awsvpc "
+                           "network mode specified in the task definition.");
+  });
+  Json request = CreateRequest("lb");
+  request["loadBalancers"] = Json::array({{{"targetGroupArn", "arn:tg"},
+                                           {"containerName", "app"},
+                                           {"containerPort", 80}}});
+  auto created = api_->CreateService(request, ctx_);
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ("InvalidParameterException", created.error().code);
+  EXPECT_THAT(created.error().message, HasSubstr("has target type instance"));
+  EXPECT_EQ("arn:tg", seen[0]["targetGroupArn"]);
+  EXPECT_FALSE(store_->Get(ServiceKey(kCluster, "api"))->has_value());
+}
+
 // --- the controller thread ----------------------------------------------------
 
 TEST_F(ServiceControllerTest, ThreadReactsToStoreChanges) {
