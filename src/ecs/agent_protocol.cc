@@ -182,7 +182,11 @@ Json DesiredState::ToJson() const {
   for (const auto& t : tasks) {
     list.push_back(t.ToJson());
   }
-  return Json{{"revision", revision}, {"tasks", list}};
+  Json j = {{"revision", revision}, {"tasks", list}};
+  if (retry_after_ms > 0) {
+    j["retryAfterMs"] = retry_after_ms;
+  }
+  return j;
 }
 
 Result<DesiredState> DesiredState::FromJson(const Json& j) {
@@ -191,6 +195,7 @@ Result<DesiredState> DesiredState::FromJson(const Json& j) {
   }
   DesiredState s;
   BERTH_PROTO_ASSIGN(s.revision, Int(j, "revision", true));
+  BERTH_PROTO_ASSIGN(s.retry_after_ms, Int(j, "retryAfterMs", false));
   auto it = j.find("tasks");
   if (it != j.end() && it->is_array()) {
     for (const auto& t : *it) {

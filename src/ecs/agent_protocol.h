@@ -12,7 +12,9 @@
 //                                 -> DesiredState. Long-polls: answers at once
 //                                 when the node's desired set changed after
 //                                 `after` (or `after` is 0), else waits up to
-//                                 `wait` seconds (at most 30) for a change.
+//                                 `wait` seconds (at most 30) for a change. When
+//                                 too many polls are waiting already it answers
+//                                 at once with "retryAfterMs".
 //   POST /_berth/agent/report     TaskReport -> {"applied": bool, "seq": n,
 //                                 "desiredStatus": "..."}
 //
@@ -79,6 +81,9 @@ struct DesiredTask {
 struct DesiredState {
   int64_t revision = 0;  // pass as `after` on the next poll
   std::vector<DesiredTask> tasks;
+  /// When positive, the control plane had no long-poll slot free and answered
+  /// at once: wait this long before polling again.
+  int64_t retry_after_ms = 0;
 
   Json ToJson() const;
   static Result<DesiredState> FromJson(const Json& j);

@@ -144,6 +144,12 @@ Result<Json> EcsApi::CreateCluster(const Json& in, const api::CallContext& ctx) 
     return committed.error();
   }
   result.erase("createdAt");
+  auto counts = tasks_->CountTasks(name);
+  if (!counts.ok()) {
+    return counts.error();
+  }
+  result["runningTasksCount"] = counts->running;
+  result["pendingTasksCount"] = counts->pending;
   return Json{{"cluster", result}};
 }
 

@@ -332,8 +332,11 @@ Json StoreTaskManager::NewTask(const StartTasksRequest& req, const std::string& 
   int64_t storage = IntOr(td.value("ephemeralStorage", Json::object()), "sizeInGiB", 20);
   storage = IntOr(overrides.value("ephemeralStorage", Json::object()), "sizeInGiB", storage);
 
+  std::string arch = Str(td.value("runtimePlatform", Json::object()), "cpuArchitecture");
   Json task = {
       {"attachments", Json::array({attachment})},
+      {"attributes", Json::array({{{"name", "ecs.cpu-architecture"},
+                                   {"value", arch == "ARM64" ? "arm64" : "x86_64"}}})},
       {"clusterArn", ClusterArn(req.cluster)},
       {"containers", containers},
       {"cpu", std::to_string(cpu)},
@@ -372,6 +375,28 @@ Json StoreTaskManager::NewTask(const StartTasksRequest& req, const std::string& 
     task["_deployment"] = req.deployment_id;
   }
   return task;
+}
+
+Result<std::shared_ptr<const StoreTaskManager::CachedNode>> StoreTaskManager::ParsedNode(
+    const store::Entry& entry) {
+  {
+    std::lock_guard<std::mutex> lock(node_cache_mu_);
+    auto it = node_cache_.find(entry.key);
+    if (it != node_cache_.end() && it->second->mod_revision == entry.mod_revision) {
+      return it->second;
+    }
+  }
+  auto doc = Parse(entry.value, entry.key);
+  if (!doc.ok()) {
+    return doc.error();
+  }
+  auto node = std::make_shared<CachedNode>();
+  node->mod_revision = entry.mod_revision;
+  node->scheduler = ToSchedulerNode(*doc);
+  node->doc = std::move(*doc);
+  std::lock_guard<std::mutex> lock(node_cache_mu_);
+  node_cache_[entry.key] = node;
+  return std::shared_ptr<const CachedNode>(node);
 }
 
 Json StoreTaskManager::DesiredDoc(const Json& task) const {
@@ -429,22 +454,24 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
     }
     Placer placer;
     std::vector<const store::Entry*> node_entries;
-    std::vector<Json> node_docs;
+    std::vector<std::shared_ptr<const CachedNode>> cached;
     for (const auto& e : *nodes) {
-      auto doc = Parse(e.value, e.key);
-      if (!doc.ok()) {
-        return doc.error();
+      auto node = ParsedNode(e);
+      if (!node.ok()) {
+        return node.error();
       }
-      if (Str(*doc, "status") != "ACTIVE") {
+      if (Str((*node)->doc, "status") != "ACTIVE") {
         continue;
       }
-      placer.AddNode(ToSchedulerNode(*doc));
+      placer.AddNode((*node)->scheduler);
       node_entries.push_back(&e);
-      node_docs.push_back(std::move(*doc));
+      cached.push_back(std::move(*node));
     }
+    // Only the nodes that take a task are copied and rewritten.
+    std::vector<std::optional<Json>> node_docs(cached.size());
 
     StartTasksResult result;
-    std::vector<bool> touched(node_docs.size(), false);
+    std::vector<bool> touched(cached.size(), false);
     store::Txn txn;
     for (const Json& base : docs) {
       PlacementDecision d = placer.Place(*cpu, *memory, group);
@@ -453,7 +480,10 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
         continue;
       }
       Json task = base;
-      Json& node = node_docs[d.node];
+      if (!node_docs[d.node]) {
+        node_docs[d.node] = cached[d.node]->doc;
+      }
+      Json& node = *node_docs[d.node];
       std::string node_id = Str(node, "nodeId");
       task["_node"] = node_id;
       task["availabilityZone"] = Str(node, "availabilityZone");
@@ -473,7 +503,7 @@ Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& r
     for (size_t i = 0; i < node_docs.size(); ++i) {
       if (touched[i]) {
         txn.IfRevision(node_entries[i]->key, node_entries[i]->mod_revision);
-        txn.Put(node_entries[i]->key, node_docs[i].dump());
+        txn.Put(node_entries[i]->key, node_docs[i]->dump());
       }
     }
     // Rewriting the cluster document makes a concurrent DeleteCluster, which
@@ -745,13 +775,19 @@ void StoreTaskManager::ApplyReportToTask(const TaskReport& r, Json& task, double
     task["version"] = IntOr(task, "version", 1) + 1;
   }
 
-  // Walk the lifecycle forward through every state the report crossed.
+  // Walk the lifecycle forward through every state the report crossed. A
+  // report may jump over RUNNING (a task that failed to start goes straight to
+  // STOPPED); the task only counts as started when something ran.
+  bool ran = next == kRunning || r.started_at.has_value();
+  for (const auto& c : task["containers"]) {
+    ran = ran || Str(c, "lastStatus") == "RUNNING" || c.contains("exitCode");
+  }
   if (next > cur) {
     for (int s = cur + 1; s <= next; ++s) {
       if (s == TaskStatusIndex("PENDING")) {
         task["connectivity"] = "CONNECTED";
         task["connectivityAt"] = now;
-      } else if (s == kRunning) {
+      } else if (s == kRunning && ran) {
         task["startedAt"] = r.started_at.value_or(now);
         if (!task.contains("pullStartedAt")) {
           task["pullStartedAt"] = task["startedAt"];
@@ -995,7 +1031,18 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
   Touch(node_id);
 
   const std::string prefix = kDesired + node_id + "/";
-  if (after > 0) {
+  bool waits = after > 0 && wait.count() > 0;
+  bool no_slot = false;
+  if (waits && long_polls_.fetch_add(1) >= options_.max_long_polls) {
+    long_polls_.fetch_sub(1);
+    no_slot = true;
+    waits = false;
+  }
+  if (waits) {
+    struct SlotRelease {
+      std::atomic<int>& n;
+      ~SlotRelease() { n.fetch_sub(1); }
+    } release{long_polls_};
     // Wait in slices so a shutdown never waits for a whole long poll, and so
     // a long poll keeps the node's heartbeat fresh.
     auto deadline = std::chrono::steady_clock::now() + wait;
@@ -1021,6 +1068,9 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
 
   DesiredState state;
   state.revision = store_.Revision();
+  if (no_slot) {
+    state.retry_after_ms = 1000;
+  }
   auto entries = store_.List(prefix);
   if (!entries.ok()) {
     return entries.error();

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "ecs/agent_protocol.h"
+#include "ecs/scheduler.h"
 #include "ecs/tasks.h"
 #include "store/store.h"
 
@@ -36,6 +38,9 @@ struct TaskManagerOptions {
   double stopped_task_retention_seconds = 3600;
   /// A node not heard from (desired polls, reports) for this long is lost.
   double node_timeout_seconds = 60;
+  /// Most desired long polls waiting at once; each holds an HTTP worker
+  /// thread, so the rest are answered at once with a retry delay.
+  int max_long_polls = 8;
   /// Epoch seconds; NowEpochSeconds when unset (tests inject their own).
   std::function<double()> clock;
 };
@@ -124,6 +129,15 @@ class StoreTaskManager : public TaskManager {
   // What a task mutation asks for besides rewriting the task.
   using Mutation = std::function<Result<bool>(Json& task)>;
 
+  // A node document parsed once per revision: placement reads every node on
+  // every RunTask, and most of them have not changed since the last one.
+  struct CachedNode {
+    int64_t mod_revision = 0;
+    Json doc;
+    SchedulerNode scheduler;
+  };
+  Result<std::shared_ptr<const CachedNode>> ParsedNode(const store::Entry& entry);
+
   Result<Json> MutateTask(const std::string& cluster, const std::string& task_id,
                           const Mutation& mutate);
   Json NewTask(const StartTasksRequest& request, const std::string& task_id, int64_t cpu,
@@ -138,9 +152,13 @@ class StoreTaskManager : public TaskManager {
   TaskManagerOptions options_;
   double started_at_;
 
+  std::mutex node_cache_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const CachedNode>> node_cache_;
+
   std::mutex seen_mu_;
   std::unordered_map<std::string, double> last_seen_;
 
+  std::atomic<int> long_polls_{0};
   std::atomic<bool> stopping_{false};
   std::mutex housekeeping_mu_;
   std::condition_variable housekeeping_cv_;

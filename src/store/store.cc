@@ -10,7 +10,7 @@ namespace {
 
 // Enough for heavy contention on one key; a caller that loses this many
 // times in a row is better served by an error than by spinning forever.
-constexpr int kMaxReadModifyWriteAttempts = 100;
+constexpr int kMaxReadModifyWriteAttempts = 1000;
 
 // Sleeps a short random time that grows with the number of conflicts, so
 // writers racing on one key stop colliding in lockstep.
@@ -20,7 +20,7 @@ void BackOff(int attempt) {
     return;
   }
   thread_local std::minstd_rand rng(std::random_device{}());
-  int64_t ceiling_us = int64_t{50} << std::min(attempt, 6);
+  int64_t ceiling_us = int64_t{50} << std::min(attempt, 8);
   std::uniform_int_distribution<int64_t> pick(0, ceiling_us);
   std::this_thread::sleep_for(std::chrono::microseconds(pick(rng)));
 }

@@ -262,6 +262,8 @@ class FakeAgent:
                 if getattr(task, "unsent", None) is not None and not task.done:
                     self.report(task, **task.unsent)
             self._apply_desired(state["tasks"])
+            if state.get("retryAfterMs"):
+                self._stop.wait(state["retryAfterMs"] / 1000)
             for task in list(self.tasks.values()):
                 if not task.done:
                     self._advance(task)
