@@ -92,6 +92,7 @@ std::shared_ptr<api::JsonService> EcsApi::MakeService() {
   AddTaskDefinitionOperations(*svc);
   AddTaskOperations(*svc);
   AddTagOperations(*svc);
+  AddServiceOperations(*svc);
   return svc;
 }
 
@@ -178,6 +179,11 @@ Result<Json> EcsApi::DescribeClusters(const Json& in, const api::CallContext& ct
     }
     Json c = Json::parse((*entry)->value);
     c.erase("createdAt");
+    auto services = CountClusterServices(store_, name);
+    if (!services.ok()) {
+      return services.error();
+    }
+    c["activeServicesCount"] = services->active;
     // The task counters are computed from the tasks, so they are never stale.
     auto counts = tasks_->CountTasks(name);
     if (!counts.ok()) {
@@ -262,7 +268,11 @@ Result<Json> EcsApi::DeleteCluster(const Json& in, const api::CallContext& ctx) 
         if (c.value("status", "") != "ACTIVE") {
           return ClusterNotFound();
         }
-        if (c.value("activeServicesCount", 0) > 0) {
+        auto services = CountClusterServices(store_, name);
+        if (!services.ok()) {
+          return services.error();
+        }
+        if (services->active + services->draining > 0) {
           return ClientError("ClusterContainsServicesException",
                              "The Cluster cannot be deleted while Services are active.");
         }

@@ -3,6 +3,7 @@
 //
 // State layout in the store (values are JSON documents):
 //   ecs/clusters/<name>            the cluster as DescribeClusters shows it
+//   ecs/services/<cluster>/<name>  a service (see ecs/services.h)
 //   ecs/taskdef-families/<family>  {"family", "lastRevision"}: revisions are
 //                                  numbered from it and never reused
 //   ecs/taskdefs/<family>/<revision, 10 digits zero-padded>
@@ -18,6 +19,7 @@
 
 #include "api/aws_json_route.h"
 #include "api/json_service.h"
+#include "ecs/services.h"
 #include "ecs/arns.h"
 #include "ecs/store_task_manager.h"
 #include "store/store.h"
@@ -47,6 +49,16 @@ class EcsApi {
   Result<Json> ListClusters(const Json& in, const api::CallContext& ctx);
   Result<Json> DeleteCluster(const Json& in, const api::CallContext& ctx);
 
+  // Services (services.cc).
+  Result<Json> CreateService(const Json& in, const api::CallContext& ctx);
+  Result<Json> UpdateService(const Json& in, const api::CallContext& ctx);
+  Result<Json> DeleteService(const Json& in, const api::CallContext& ctx);
+  Result<Json> DescribeServices(const Json& in, const api::CallContext& ctx);
+  Result<Json> ListServices(const Json& in, const api::CallContext& ctx);
+  Result<Json> ListServicesByNamespace(const Json& in, const api::CallContext& ctx);
+
+  // Installs the check of loadBalancers against the load balancing plane.
+  void SetTargetGroupValidator(TargetGroupValidator validator);
   Result<Json> RegisterTaskDefinition(const Json& in, const api::CallContext& ctx);
   Result<Json> DescribeTaskDefinition(const Json& in, const api::CallContext& ctx);
   Result<Json> ListTaskDefinitions(const Json& in, const api::CallContext& ctx);
@@ -66,6 +78,7 @@ class EcsApi {
   // "name" or a cluster ARN to the cluster name; "" means "default".
   static std::string ClusterNameFromRef(const std::string& ref);
   std::string ClusterArn(const std::string& name) const;
+  std::string ServiceArn(const std::string& cluster, const std::string& name) const;
 
   /// The tasks: for the service controller (which starts and stops tasks of
   /// services through it) and the agent route.
@@ -96,6 +109,14 @@ class EcsApi {
   void AddTaggableType(const std::string& resource_type, TagKeyResolver resolver);
 
  private:
+  // Services (services.cc).
+  void AddServiceOperations(api::JsonService& svc);
+  Result<store::Entry> ActiveClusterEntry(const std::string& cluster);
+  Result<Json> ResolveServiceTaskDefinition(const std::string& ref);
+  Status ValidateServiceSettings(const Json& service, const Json& task_definition,
+                                 const Json& cluster);
+  Json NewDeployment(const Json& service, const Json& task_definition, double now);
+
   // The stored {"taskDefinition", "tags"} document for a reference.
   Result<Json> FindTaskDefinitionDoc(const std::string& ref);
   Result<std::string> TagKeyFor(const std::string& arn);
@@ -107,6 +128,7 @@ class EcsApi {
   api::AccountInfo account_;
   std::unique_ptr<StoreTaskManager> tasks_;
   std::map<std::string, TagKeyResolver> taggable_;
+  TargetGroupValidator target_group_validator_;
 };
 
 }  // namespace berth::ecs

@@ -15,6 +15,7 @@
 #include "ecs/agent_protocol.h"
 #include "ecs/agent_route.h"
 #include "ecs/ecs_api.h"
+#include "ecs/service_controller.h"
 #include "logs/log_store.h"
 #include "logs/logs_api.h"
 #include "registry/ecr_api.h"
@@ -38,6 +39,7 @@ struct Daemon::Impl {
   std::unique_ptr<store::Store> store;
   std::shared_ptr<api::KeyRing> keys;
   std::unique_ptr<ecs::EcsApi> ecs;
+  std::unique_ptr<ecs::ServiceController> services;
   std::shared_ptr<ecs::AgentRoute> agent_route;
   std::unique_ptr<registry::Registry> registry;
   std::unique_ptr<registry::EcrApi> ecr;
@@ -162,6 +164,9 @@ Status Daemon::Start() {
   impl_->registry->StartCollector(std::chrono::seconds(config_.registry_gc_interval));
   impl_->server->Start();
   impl_->ecs->tasks().StartHousekeeping(std::chrono::seconds(1), std::chrono::minutes(1));
+  impl_->services =
+      std::make_unique<ecs::ServiceController>(*impl_->store, impl_->ecs->task_manager());
+  impl_->services->Start();
   impl_->node_token = *node_token;
   impl_->sweeper = std::thread([impl = impl_.get()] {
     std::unique_lock lock(impl->sweep_mu);
@@ -195,6 +200,10 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->services) {
+    impl_->services->Stop();
+    impl_->services.reset();
+  }
   if (impl_->agent) {
     impl_->agent->Stop(config_.stop_tasks_on_exit);
     impl_->agent.reset();

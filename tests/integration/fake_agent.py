@@ -91,6 +91,7 @@ class FakeTask:
         self.fail_start = None
         self.ip = None
         self.done = False
+        self.unsent = None  # extras of a report the control plane did not get
         td = desired.get("taskDefinition", {})
         overrides = {o.get("name"): o for o in
                      desired.get("overrides", {}).get("containerOverrides", []) or []}
@@ -195,12 +196,19 @@ class FakeAgent:
         try:
             answer = self.call("POST", "/_berth/agent/report", body)
             self.reports.append((body, answer))
+            task.unsent = None
             return answer
         except AgentError as e:
             if e.status == 404:
                 task.done = True
             else:
                 self.errors.append(str(e))
+            return None
+        except OSError as e:
+            # The control plane is down (restarting): report again later, as a
+            # real agent does, so the last state is not lost.
+            self.errors.append(str(e))
+            task.unsent = extra
             return None
 
     # -- test controls --------------------------------------------------------------------
@@ -250,6 +258,9 @@ class FakeAgent:
                 time.sleep(0.2)
                 continue
             self.revision = state["revision"]
+            for task in list(self.tasks.values()):
+                if getattr(task, "unsent", None) is not None and not task.done:
+                    self.report(task, **task.unsent)
             self._apply_desired(state["tasks"])
             if state.get("retryAfterMs"):
                 self._stop.wait(state["retryAfterMs"] / 1000)
