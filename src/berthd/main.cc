@@ -66,6 +66,12 @@ int main(int argc, char** argv) {
                     "Share of the node's cpu and memory offered to tasks")
       ->capture_default_str();
   serve->add_option("--runtime", config.runtime, "OCI runtime binary")->capture_default_str();
+  serve->add_option("--lb-bind-address", config.lb_bind_address,
+                    "Address load balancer listeners bind on")
+      ->capture_default_str();
+  serve->add_option("--lb-threads", config.lb_threads,
+                    "Load balancer worker threads (0: one per CPU)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -93,6 +99,8 @@ int main(int argc, char** argv) {
       if (serve->count("--subnet")) merged.subnet = config.subnet;
       if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
       if (serve->count("--runtime")) merged.runtime = config.runtime;
+      if (serve->count("--lb-bind-address")) merged.lb_bind_address = config.lb_bind_address;
+      if (serve->count("--lb-threads")) merged.lb_threads = config.lb_threads;
       config = merged;
     }
     return Serve(config);

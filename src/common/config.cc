@@ -61,6 +61,10 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.allocation_factor = std::stod(value);
     } else if (key == "runtime") {
       config.runtime = value;
+    } else if (key == "lb-bind-address") {
+      config.lb_bind_address = value;
+    } else if (key == "lb-threads") {
+      config.lb_threads = std::stoi(value);
     } else {
       return ClientError("ConfigError", path + ":" + std::to_string(n) + ": unknown key " + key);
     }

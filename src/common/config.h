@@ -25,6 +25,10 @@ struct Config {
   std::string subnet = "172.31.0.0/16";
   double allocation_factor = 1.0;
   std::string runtime = "runc";
+  // Load balancer data plane: the address listeners bind on, and its worker
+  // threads (0: one per CPU).
+  std::string lb_bind_address = "127.0.0.1";
+  int lb_threads = 0;
 };
 
 // Applies `key = value` lines from `path` to `config` (keys as the flags, with

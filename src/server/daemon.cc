@@ -10,6 +10,9 @@
 #include "api/aws_json_route.h"
 #include "api/credentials.h"
 #include "ecs/ecs_api.h"
+#include "elb/data_plane.h"
+#include "elb/elb_api.h"
+#include "elb/query_route.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
 #include "store/store.h"
@@ -27,6 +30,8 @@ struct Daemon::Impl {
   std::unique_ptr<store::Store> store;
   std::shared_ptr<api::KeyRing> keys;
   std::unique_ptr<ecs::EcsApi> ecs;
+  std::unique_ptr<elb::DataPlane> elb_data_plane;
+  std::unique_ptr<elb::ElbApi> elb;  // also the ECS side's elb::TargetRegistry
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
 };
@@ -58,6 +63,16 @@ Status Daemon::Start() {
   impl_->store = std::move(store.value());
 
   api::AccountInfo account{config_.account_id, config_.region};
+  elb::DataPlaneOptions lb_options;
+  lb_options.proxy.bind_address = config_.lb_bind_address;
+  lb_options.proxy.threads = config_.lb_threads;
+  impl_->elb_data_plane = std::make_unique<elb::DataPlane>(*impl_->store, lb_options);
+  impl_->elb = std::make_unique<elb::ElbApi>(*impl_->store, account, impl_->elb_data_plane.get());
+  impl_->elb->SetBindAddressForMessages(config_.lb_bind_address);
+  impl_->elb_data_plane->SetDrainExpirer([elb = impl_->elb.get()] {
+    return elb->ExpireDrainedTargets();
+  });
+  BERTH_TRY(impl_->elb_data_plane->Start());
   impl_->ecs = std::make_unique<ecs::EcsApi>(*impl_->store, account);
 
   http::ServerOptions options;
@@ -69,6 +84,9 @@ Status Daemon::Start() {
   auto json_route = std::make_shared<api::AwsJsonRoute>(keys, account);
   json_route->AddService(impl_->ecs->MakeService(), "InvalidParameterException");
   impl_->server->AddRoute(json_route);
+  auto query_route = std::make_shared<elb::QueryRoute>(keys, account);
+  query_route->AddService(impl_->elb->MakeService());
+  impl_->server->AddRoute(query_route);
 
   auto bound = impl_->server->Listen();
   if (!bound.ok()) {
@@ -87,7 +105,12 @@ void Daemon::Stop() {
     impl_->server->Stop();
     impl_->server.reset();
   }
+  if (impl_->elb_data_plane) {
+    impl_->elb_data_plane->Stop();
+  }
   impl_->ecs.reset();
+  impl_->elb.reset();
+  impl_->elb_data_plane.reset();
   impl_->store.reset();
 }
 
