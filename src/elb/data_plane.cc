@@ -35,7 +35,7 @@ const char* StateName(HealthState s) {
 DataPlane::DataPlane(store::Store& store, DataPlaneOptions options)
     : store_(store), options_(std::move(options)) {
   proxy_ = std::make_unique<Proxy>(options_.proxy, control_);
-  checker_ = std::make_unique<HealthChecker>(control_);
+  checker_ = std::make_unique<HealthChecker>(control_, options_.first_probe_delay);
 }
 
 DataPlane::~DataPlane() { Stop(); }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,6 +28,8 @@ namespace berth::elb {
 
 struct DataPlaneOptions {
   ProxyOptions proxy;  // bind address, worker threads, timeouts
+  // How long a new target waits for its first health check.
+  std::chrono::milliseconds first_probe_delay = std::chrono::seconds(1);
 };
 
 class DataPlane : public DataPlaneHooks {

@@ -136,12 +136,21 @@ bool ApplyProbeResult(TargetRuntime& t, const HealthCheckSpec& spec, const Probe
 }
 
 struct HealthChecker::Impl : std::enable_shared_from_this<HealthChecker::Impl> {
-  explicit Impl(asio::io_context& io) : control(io) {}
+  Impl(asio::io_context& io, std::chrono::milliseconds delay)
+      : control(io), first_probe_delay(delay) {}
 
   asio::io_context& control;
+  std::chrono::milliseconds first_probe_delay;
   std::map<TargetRuntime*, std::shared_ptr<Task>> tasks;  // control thread only
 
   awaitable<void> Loop(std::shared_ptr<Task> task) {
+    if (first_probe_delay.count() > 0) {
+      // Registration takes a moment before the first check, as in AWS;
+      // meanwhile the target reads initial / Elb.RegistrationInProgress.
+      task->timer.expires_after(first_probe_delay);
+      beast::error_code ec;
+      co_await task->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
     while (!task->stopped) {
       HealthCheckSpec spec = task->plan.spec;
       ProbeResult result = co_await Probe(control, *task->plan.target, spec);
@@ -189,8 +198,8 @@ struct HealthChecker::Impl : std::enable_shared_from_this<HealthChecker::Impl> {
   }
 };
 
-HealthChecker::HealthChecker(asio::io_context& control)
-    : impl_(std::make_shared<Impl>(control)) {}
+HealthChecker::HealthChecker(asio::io_context& control, std::chrono::milliseconds first_probe_delay)
+    : impl_(std::make_shared<Impl>(control, first_probe_delay)) {}
 
 HealthChecker::~HealthChecker() = default;
 

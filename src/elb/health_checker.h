@@ -7,6 +7,7 @@
 // io_context.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -36,7 +37,9 @@ bool ApplyProbeResult(TargetRuntime& target, const HealthCheckSpec& spec,
 
 class HealthChecker {
  public:
-  explicit HealthChecker(boost::asio::io_context& control);
+  /// A new target's first probe comes `first_probe_delay` after it appears.
+  HealthChecker(boost::asio::io_context& control,
+                std::chrono::milliseconds first_probe_delay = std::chrono::seconds(1));
   ~HealthChecker();
 
   /// Checks exactly these targets from now on: new ones get their first probe

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -100,7 +101,9 @@ class RequestParser final : public bhttp::basic_parser<true> {
   explicit RequestParser(std::vector<Field>& fields) : fields_(fields) {
     fields_.clear();
     header_limit(kHeaderLimit);
-    body_limit(boost::none);
+    // Not boost::none: this Beast compares lengths against an empty limit as
+    // if it were smaller than any length.
+    body_limit(std::numeric_limits<std::uint64_t>::max());
   }
 
   bhttp::verb method = bhttp::verb::unknown;
@@ -140,7 +143,9 @@ class ResponseParser final : public bhttp::basic_parser<false> {
   explicit ResponseParser(std::vector<Field>& fields) : fields_(fields) {
     fields_.clear();
     header_limit(kHeaderLimit);
-    body_limit(boost::none);
+    // Not boost::none: this Beast compares lengths against an empty limit as
+    // if it were smaller than any length.
+    body_limit(std::numeric_limits<std::uint64_t>::max());
   }
 
   int status = 0;
@@ -683,6 +688,8 @@ awaitable<bool> Session::Connect(TargetRuntime& target, bool use_pool, bool& reu
   Disarm();
   if (ec) {
     failure_status = timed_out ? 504 : 502;
+    spdlog::debug("event=lb_target_connect_failed target={}:{} error=\"{}\"", target.ip,
+                  target.port, ec.message());
     error_code ignored;
     upstream.close(ignored);
     co_return false;
@@ -738,6 +745,8 @@ awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, Targe
           break;
         }
         if (ec != bhttp::error::need_more) {
+          spdlog::debug("event=lb_target_response_invalid target={}:{} error=\"{}\"", target.ip,
+                        target.port, ec.message());
           failure_status = 502;
           co_return Relay::kFailed;
         }
@@ -755,6 +764,8 @@ awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, Targe
           co_return Relay::kFailed;
         }
         failure_status = 502;
+        spdlog::debug("event=lb_target_read_failed target={}:{} error=\"{}\" retryable={}",
+                      target.ip, target.port, ec.message(), !got_any && retryable);
         co_return !got_any && retryable ? Relay::kRetry : Relay::kFailed;
       }
       got_any = true;
