@@ -31,6 +31,9 @@ class NameRoute : public http::Route {
   bool Matches(const http::Request&) const override { return true; }
   http::Response Serve(http::Request& request, http::BodySink*) override {
     http::Response r;
+    if (request.path == "/sleep") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    }
     if (request.path == "/chunked") {
       r.body = "chunked:" + std::to_string(request.body.size());
     } else {
@@ -107,6 +110,7 @@ class ProxyTest : public ::testing::Test {
     ProxyOptions options;
     options.threads = 2;
     options.connect_timeout_seconds = 2;
+    options.header_timeout_seconds = 1;
     proxy_ = std::make_unique<Proxy>(options, control_);
     proxy_->Start();
   }
@@ -128,7 +132,7 @@ class ProxyTest : public ::testing::Test {
   // whose rules route "/fixed" to a fixed response and "/other/*" to "o".
   uint16_t Serve(std::vector<std::shared_ptr<TargetRuntime>> g,
                  std::vector<std::shared_ptr<TargetRuntime>> o = {},
-                 Algorithm algorithm = Algorithm::kRoundRobin) {
+                 Algorithm algorithm = Algorithm::kRoundRobin, int idle_timeout_seconds = 60) {
     auto snapshot = std::make_shared<ProxySnapshot>();
     for (auto& [id, targets] : std::map<std::string, std::vector<std::shared_ptr<TargetRuntime>>>{
              {"g", g}, {"o", o}}) {
@@ -143,6 +147,7 @@ class ProxyTest : public ::testing::Test {
     ListenerRuntime l;
     l.id = "l1";
     l.port = port;
+    l.idle_timeout_seconds = idle_timeout_seconds;
     ActionSpec forward;
     forward.groups = {{"g", 1}};
     l.default_action = MakeRouteAction(forward, *snapshot);
@@ -249,6 +254,32 @@ TEST_F(ProxyTest, StreamsChunkedRequestBodies) {
   auto res = client.Send(std::move(req));
   EXPECT_EQ(200, res.result_int());
   EXPECT_EQ("chunked:300000", res.body());
+}
+
+TEST_F(ProxyTest, Answers504WhenTheTargetOutlastsTheIdleTimeout) {
+  Backend a("a");
+  uint16_t port = Serve({Target("g", a.port())}, {}, Algorithm::kRoundRobin, 1);
+  Client client(port);
+  auto started = std::chrono::steady_clock::now();
+  auto res = client.Get("/sleep");
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(504, res.result_int());
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::milliseconds(2400));
+}
+
+TEST_F(ProxyTest, Answers408ToAClientThatStallsMidHead) {
+  Backend a("a");
+  uint16_t port = Serve({Target("g", a.port())});
+  asio::io_context io;
+  tcp::socket socket(io);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  asio::write(socket, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n")));
+  beast::flat_buffer buffer;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(socket, buffer, res);
+  EXPECT_EQ(408, res.result_int());
+  EXPECT_FALSE(res.keep_alive());
 }
 
 TEST_F(ProxyTest, RefusesToBindAPortInUse) {
