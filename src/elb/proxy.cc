@@ -937,10 +937,13 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
       }
       break;
     }
-    in_.Consume(first_body);
-    first_body = 0;
+    if (!complete) {
+      in_.Consume(first_body);
+      first_body = 0;
+    }
 
-    // The rest of the request body, streamed as it arrives.
+    // The rest of the request body, streamed as it arrives. (A complete
+    // request keeps its bytes in in_ until answered, for a retry.)
     bool sent = true;
     while (!req.is_done()) {
       Arm(listener.idle_timeout_seconds);
@@ -980,6 +983,7 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     Relay relay = co_await RelayResponse(req, *target, listener.idle_timeout_seconds, retryable,
                                          keep_alive, failure_status);
     if (relay == Relay::kDone) {
+      in_.Consume(first_body);
       co_return true;
     }
     error_code ignored;
@@ -994,6 +998,7 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     }
     break;
   }
+  in_.Consume(first_body);
   std::string body = OwnAnswerBody(failure_status);
   std::string head = OwnAnswerHead(failure_status, body.size(), "text/html");
   co_return co_await Answer(req, head, body, keep_alive);

@@ -710,3 +710,19 @@ def test_elbv2_deregistration_drains_in_flight_requests(elb, plane, backends):
     wait_for(lambda: ("127.0.0.1", busy.port) not in health(elb, plane.tg_drain), timeout=10,
              what="the drained target to leave")
     assert list(health(elb, plane.tg_drain)) == [("127.0.0.1", other.port)]
+
+
+def test_elbv2_listeners_come_back_after_a_restart(berthd_factory):
+    daemon = berthd_factory("elb-restart")
+    elb = daemon.client("elbv2")
+    lb = make_lb(elb, "survivor")
+    port = free_port()
+    elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {
+            "StatusCode": "200", "ContentType": "text/plain", "MessageBody": "still here"}}])
+    assert get(port, "/")[:2] == (200, "still here")
+    daemon.restart()
+    assert get(port, "/")[:2] == (200, "still here")
+    daemon.stop()
+    assert _refused(port)

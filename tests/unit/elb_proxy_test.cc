@@ -68,6 +68,53 @@ class Backend {
   uint16_t port_ = 0;
 };
 
+// A target that answers every request as if it kept the connection alive
+// and then closes it anyway, the way servers with short keep-alive timeouts
+// do. It echoes the request body's size.
+class ClosingBackend {
+ public:
+  ClosingBackend() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread([this] {
+      for (;;) {
+        tcp::socket socket(io_);
+        boost::system::error_code ec;
+        acceptor_.accept(socket, ec);
+        if (ec || stopping_) {
+          return;
+        }
+        beast::flat_buffer buffer;
+        bhttp::request<bhttp::string_body> req;
+        bhttp::read(socket, buffer, req, ec);
+        if (ec) {
+          continue;
+        }
+        ++requests;
+        bhttp::response<bhttp::string_body> res{bhttp::status::ok, 11};
+        res.body() = "len=" + std::to_string(req.body().size());
+        res.prepare_payload();
+        bhttp::write(socket, res, ec);
+      }
+    });
+  }
+  ~ClosingBackend() {
+    stopping_ = true;
+    boost::system::error_code ignored;
+    tcp::socket poke(io_);
+    poke.connect(acceptor_.local_endpoint(), ignored);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  std::atomic<int> requests{0};
+
+ private:
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
 uint16_t UnusedPort() {
   asio::io_context io;
   tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -280,6 +327,21 @@ TEST_F(ProxyTest, Answers408ToAClientThatStallsMidHead) {
   bhttp::read(socket, buffer, res);
   EXPECT_EQ(408, res.result_int());
   EXPECT_FALSE(res.keep_alive());
+}
+
+TEST_F(ProxyTest, RetriesARequestOnAPooledConnectionTheTargetClosed) {
+  ClosingBackend target;
+  uint16_t port = Serve({Target("g", target.port())});
+  Client client(port);
+  for (int i = 0; i < 3; ++i) {
+    bhttp::request<bhttp::string_body> req{bhttp::verb::post, "/", 11};
+    req.set(bhttp::field::host, "lb.test");
+    req.body() = "hello";
+    auto res = client.Send(std::move(req));
+    EXPECT_EQ(200, res.result_int());
+    EXPECT_EQ("len=5", res.body());
+  }
+  EXPECT_EQ(3, target.requests.load());
 }
 
 TEST_F(ProxyTest, RefusesToBindAPortInUse) {
