@@ -35,7 +35,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
-  rm -rf "$WORK"
+  if [[ -z "${BENCH_KEEP:-}" ]]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -50,7 +50,11 @@ wait_http() {  # url
     fi
     sleep 0.1
   done
-  echo "elb_bench: $1 did not answer" >&2
+  echo "elb_bench: $1 did not answer:" >&2
+  curl -sS -i "$1" >&2 || true
+  if [[ -f "$WORK/berthd.log" ]]; then
+    tail -20 "$WORK/berthd.log" >&2
+  fi
   return 1
 }
 
@@ -100,7 +104,7 @@ HAPROXY_PORT="$(free_port)"
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread $PROXY_THREADS
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   option http-keep-alive
@@ -168,7 +172,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
 BERTH_API_PORT="$(free_port)"
 BERTH_LB_PORT="$(free_port)"
 "$BERTHD" serve --listen "127.0.0.1:$BERTH_API_PORT" --data-dir "$WORK/berth" \
-  --log-level warn --lb-threads "$PROXY_THREADS" --no-agent >"$WORK/berthd.log" 2>&1 &
+  --log-level info --lb-threads "$PROXY_THREADS" --no-agent >"$WORK/berthd.log" 2>&1 &
 BERTH_PID=$!
 PIDS+=("$BERTH_PID")
 wait_http "http://127.0.0.1:$BERTH_API_PORT/_berth/health"

@@ -23,7 +23,11 @@
 #include <boost/beast/http/status.hpp>
 #include <spdlog/spdlog.h>
 
+#include "elb/response_head.h"
+
 namespace berth::elb {
+
+using namespace std::string_view_literals;
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
@@ -32,6 +36,16 @@ using asio::use_awaitable;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+
+// Everything on a worker runs on its io_context; naming the executor type
+// (rather than the type-erased any_io_executor) saves work on every
+// operation.
+using Executor = asio::io_context::executor_type;
+template <typename T>
+using Task = asio::awaitable<T, Executor>;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, Executor>;
+constexpr asio::use_awaitable_t<Executor> kUse;
 
 namespace {
 
@@ -216,6 +230,13 @@ bool IEquals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// X-Forwarded-For, -Proto and -Port: the load balancer sets them.
+bool IsForwardedField(std::string_view name) {
+  return name.size() >= 15 && name.size() <= 17 && IEquals(name.substr(0, 12), "x-forwarded-") &&
+         (IEquals(name.substr(12), "for") || IEquals(name.substr(12), "proto") ||
+          IEquals(name.substr(12), "port"));
+}
+
 // The host of a Host header value, without the port.
 std::string_view HostOnly(std::string_view host) {
   if (!host.empty() && host.front() == '[') {
@@ -281,7 +302,7 @@ struct Worker {
       : impl(owner), io(std::make_unique<asio::io_context>(1)) {}
 
   struct Pooled {
-    tcp::socket socket;
+    Socket socket;
     Clock::time_point idle_since;
   };
   struct Pool {
@@ -296,7 +317,7 @@ struct Worker {
   Session* sessions = nullptr;                    // intrusive list, for timeouts
   std::thread thread;
 
-  awaitable<void> Tick();
+  Task<void> Tick();
 };
 
 struct ListenerSocket {
@@ -330,7 +351,7 @@ struct Proxy::Impl {
 
 // One client connection and the requests it carries.
 struct Session {
-  Session(Worker& w, tcp::socket s, std::string id)
+  Session(Worker& w, Socket s, std::string id)
       : worker(w), client(std::move(s)), upstream(*w.io), listener_id(std::move(id)) {
     next = worker.sessions;
     if (next != nullptr) {
@@ -362,34 +383,36 @@ struct Session {
     upstream.cancel(ignored);
   }
 
-  awaitable<void> Run();
+  Task<void> Run();
 
  private:
   enum class Relay { kDone, kRetry, kFailed };
 
   const ListenerRuntime* CurrentListener();
   const RouteAction& Route(const ListenerRuntime& listener, const RequestParser& req);
-  TargetRuntime* PickTarget(const RouteAction& action);
-  void BuildUpstreamHead(const RequestParser& req, const ListenerRuntime& listener,
+  TargetRuntime* PickTarget(const RouteAction& action, bool& counted);
+  bool BuildUpstreamHead(const RequestParser& req, const ListenerRuntime& listener,
                          const TargetRuntime& target);
-  awaitable<bool> ReadRequestHead(RequestParser& req, size_t& head_size, int idle_seconds);
-  awaitable<bool> WriteClient(const std::string& a, const char* b = nullptr, size_t b_size = 0);
-  awaitable<bool> Answer(RequestParser& req, const std::string& head, const std::string& body,
+  Task<bool> ReadRequestHead(RequestParser& req, size_t& head_size, int idle_seconds);
+  Task<bool> WriteClient(const std::string& a, const char* b = nullptr, size_t b_size = 0);
+  Task<bool> Answer(RequestParser& req, const std::string& head, const std::string& body,
                          bool& keep_alive);
-  awaitable<bool> Forward(RequestParser& req, size_t head_size, const ListenerRuntime& listener,
+  Task<bool> Forward(RequestParser& req, size_t head_size, const ListenerRuntime& listener,
                           const RouteAction& action, bool& keep_alive);
-  awaitable<bool> Connect(TargetRuntime& target, bool use_pool, bool& reused,
+  Task<bool> Connect(TargetRuntime& target, bool use_pool, bool& reused,
                           int& failure_status);
-  awaitable<Relay> RelayResponse(const RequestParser& req, TargetRuntime& target,
+  Task<Relay> RelayResponse(const RequestParser& req, TargetRuntime& target,
                                  int idle_seconds, bool retryable, bool& keep_alive,
                                  int& failure_status);
+  Task<Relay> RelayParsed(const RequestParser& req, TargetRuntime& target, int idle_seconds,
+                          bool& keep_alive, int& failure_status);
   void ReleaseUpstream(TargetRuntime& target, bool reusable);
   const std::string& ClientIp();
 
  public:
   Worker& worker;
-  tcp::socket client;
-  tcp::socket upstream;
+  Socket client;
+  Socket upstream;
   std::string listener_id;
   Session* prev = nullptr;
   Session* next = nullptr;
@@ -405,16 +428,18 @@ struct Session {
   std::string resp_head_;
   std::string dechunked_;
   std::string client_ip_;
+  std::string forwarded_tail_;  // client IP, X-Forwarded-Proto and -Port lines
+  uint16_t forwarded_tail_port_ = 0;
   std::shared_ptr<const ProxySnapshot> snapshot_;
   const ListenerRuntime* listener_ = nullptr;
 };
 
-awaitable<void> Worker::Tick() {
-  asio::steady_timer timer(*io);
+Task<void> Worker::Tick() {
+  Timer timer(*io);
   for (;;) {
     timer.expires_after(kTick);
     error_code ec;
-    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(kUse, ec));
     if (ec) {
       co_return;
     }
@@ -505,7 +530,7 @@ const RouteAction& Session::Route(const ListenerRuntime& listener, const Request
   return listener.default_action;
 }
 
-TargetRuntime* Session::PickTarget(const RouteAction& action) {
+TargetRuntime* Session::PickTarget(const RouteAction& action, bool& counted) {
   if (action.total_weight <= 0) {
     return nullptr;
   }
@@ -520,6 +545,7 @@ TargetRuntime* Session::PickTarget(const RouteAction& action) {
       r -= weight;
     }
   }
+  counted = group->algorithm == Algorithm::kLeastOutstandingRequests;
   const auto& targets = group->targets;
   size_t n = targets.size();
   if (n == 0) {
@@ -543,59 +569,67 @@ TargetRuntime* Session::PickTarget(const RouteAction& action) {
   return best;
 }
 
-void Session::BuildUpstreamHead(const RequestParser& req, const ListenerRuntime& listener,
+bool Session::BuildUpstreamHead(const RequestParser& req, const ListenerRuntime& listener,
                                 const TargetRuntime& target) {
-  head_.clear();
-  head_.append(req.method_string);
-  head_ += ' ';
-  head_.append(req.target);
-  head_ += " HTTP/1.1\r\n";
+  // The client's head can go as it came, with our fields added at its end,
+  // when it is HTTP/1.1 with a Host and nothing for us to drop or merge.
   std::string_view prior_xff;
   bool has_host = false;
+  bool as_is = req.version == 11;
   for (const auto& f : fields_) {
-    if (IsHopByHop(f.name)) {
-      continue;
-    }
-    if (f.name == bhttp::field::host) {
+    if (IsHopByHop(f.name) || f.name == bhttp::field::expect) {
+      as_is = false;
+    } else if (f.name == bhttp::field::host) {
       has_host = true;
-    } else if (f.name == bhttp::field::expect) {
-      continue;
-    } else if (f.name == bhttp::field::unknown && f.name_string.size() >= 15 &&
-               IEquals(f.name_string.substr(0, 12), "x-forwarded-")) {
-      std::string_view rest = f.name_string.substr(12);
-      if (IEquals(rest, "for")) {
+    } else if (f.name == bhttp::field::unknown && IsForwardedField(f.name_string)) {
+      as_is = false;
+      if (IEquals(f.name_string, "x-forwarded-for")) {
         prior_xff = Trim(f.value);
-        continue;
-      }
-      if (IEquals(rest, "proto") || IEquals(rest, "port")) {
-        continue;
       }
     }
-    head_.append(f.name_string);
-    head_ += ": ";
-    head_.append(f.value);
-    head_ += "\r\n";
   }
-  if (!has_host) {
-    // HTTP/1.0 clients may omit Host; HTTP/1.1 targets need one.
-    head_ += "Host: ";
-    head_ += target.ip;
-    head_ += ':';
-    head_ += std::to_string(target.port);
-    head_ += "\r\n";
+  as_is = as_is && has_host;
+
+  head_.clear();
+  if (!as_is) {
+    head_.append(req.method_string);
+    head_ += ' ';
+    head_.append(req.target);
+    head_ += " HTTP/1.1\r\n"sv;
+    for (const auto& f : fields_) {
+      if (IsHopByHop(f.name) || f.name == bhttp::field::expect ||
+          (f.name == bhttp::field::unknown && IsForwardedField(f.name_string))) {
+        continue;
+      }
+      head_.append(f.name_string);
+      head_ += ": "sv;
+      head_.append(f.value);
+      head_ += "\r\n"sv;
+    }
+    if (!has_host) {
+      // HTTP/1.0 clients may omit Host; HTTP/1.1 targets need one.
+      head_ += "Host: "sv;
+      head_ += target.ip;
+      head_ += ':';
+      head_ += std::to_string(target.port);
+      head_ += "\r\n"sv;
+    }
   }
-  head_ += "X-Forwarded-For: ";
+  head_ += "X-Forwarded-For: "sv;
   if (!prior_xff.empty()) {
     head_.append(prior_xff);
-    head_ += ", ";
+    head_ += ", "sv;
   }
-  head_ += ClientIp();
-  head_ += "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ";
-  head_ += std::to_string(listener.port);
-  head_ += "\r\n\r\n";
+  if (forwarded_tail_port_ != listener.port) {
+    forwarded_tail_ = ClientIp() + "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: " +
+                      std::to_string(listener.port) + "\r\n\r\n";
+    forwarded_tail_port_ = listener.port;
+  }
+  head_ += forwarded_tail_;
+  return as_is;
 }
 
-awaitable<bool> Session::ReadRequestHead(RequestParser& req, size_t& head_size,
+Task<bool> Session::ReadRequestHead(RequestParser& req, size_t& head_size,
                                          int idle_seconds) {
   bool started = !in_.empty();
   Arm(started ? worker.impl.options.header_timeout_seconds : idle_seconds);
@@ -623,7 +657,7 @@ awaitable<bool> Session::ReadRequestHead(RequestParser& req, size_t& head_size,
       co_return false;
     }
     error_code ec;
-    size_t got = co_await client.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+    size_t got = co_await client.async_read_some(space, asio::redirect_error(kUse, ec));
     if (ec) {
       if (timed_out && started) {
         std::string body = OwnAnswerBody(408);
@@ -641,14 +675,14 @@ awaitable<bool> Session::ReadRequestHead(RequestParser& req, size_t& head_size,
   }
 }
 
-awaitable<bool> Session::WriteClient(const std::string& a, const char* b, size_t b_size) {
+Task<bool> Session::WriteClient(const std::string& a, const char* b, size_t b_size) {
   std::array<asio::const_buffer, 2> buffers = {asio::buffer(a), asio::buffer(b, b_size)};
   error_code ec;
-  co_await asio::async_write(client, buffers, asio::redirect_error(use_awaitable, ec));
+  co_await asio::async_write(client, buffers, asio::redirect_error(kUse, ec));
   co_return !ec;
 }
 
-awaitable<bool> Session::Answer(RequestParser& req, const std::string& head,
+Task<bool> Session::Answer(RequestParser& req, const std::string& head,
                                 const std::string& body, bool& keep_alive) {
   // Step over whatever of the request body already arrived; a body still on
   // its way means the connection cannot carry another request.
@@ -671,7 +705,7 @@ awaitable<bool> Session::Answer(RequestParser& req, const std::string& head,
                                  head_only ? 0 : body.size());
 }
 
-awaitable<bool> Session::Connect(TargetRuntime& target, bool use_pool, bool& reused,
+Task<bool> Session::Connect(TargetRuntime& target, bool use_pool, bool& reused,
                                  int& failure_status) {
   auto pool = worker.pools.find(target.id);
   if (use_pool && pool != worker.pools.end() && !pool->second.idle.empty()) {
@@ -681,10 +715,10 @@ awaitable<bool> Session::Connect(TargetRuntime& target, bool use_pool, bool& reu
     co_return true;
   }
   reused = false;
-  upstream = tcp::socket(*worker.io);
+  upstream = Socket(*worker.io);
   Arm(worker.impl.options.connect_timeout_seconds);
   error_code ec;
-  co_await upstream.async_connect(target.endpoint, asio::redirect_error(use_awaitable, ec));
+  co_await upstream.async_connect(target.endpoint, asio::redirect_error(kUse, ec));
   Disarm();
   if (ec) {
     failure_status = timed_out ? 504 : 502;
@@ -719,15 +753,106 @@ void Session::ReleaseUpstream(TargetRuntime& target, bool reusable) {
     return;
   }
   pool.idle.push_back(Worker::Pooled{std::move(upstream), Clock::now()});
-  upstream = tcp::socket(*worker.io);
+  upstream = Socket(*worker.io);
 }
 
-awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, TargetRuntime& target,
-                                                 int idle_seconds, bool retryable,
-                                                 bool& keep_alive, int& failure_status) {
+Task<Session::Relay> Session::RelayResponse(const RequestParser& req, TargetRuntime& target,
+                                             int idle_seconds, bool retryable, bool& keep_alive,
+                                             int& failure_status) {
   up_in_.Clear();
   Arm(idle_seconds);
-  bool got_any = false;
+  ResponseHead head;
+  for (;;) {
+    if (!up_in_.empty()) {
+      HeadParse parsed = ParseResponseHead({up_in_.data(), up_in_.size()}, kHeaderLimit, head);
+      if (parsed == HeadParse::kDone) {
+        break;
+      }
+      if (parsed == HeadParse::kUnsupported) {
+        co_return co_await RelayParsed(req, target, idle_seconds, keep_alive, failure_status);
+      }
+      if (parsed == HeadParse::kInvalid) {
+        spdlog::debug("event=lb_target_response_invalid target={}:{}", target.ip, target.port);
+        failure_status = 502;
+        co_return Relay::kFailed;
+      }
+    }
+    auto space = up_in_.Prepare(kHeaderLimit);
+    error_code ec;
+    size_t got = co_await upstream.async_read_some(space, asio::redirect_error(kUse, ec));
+    if (ec) {
+      failure_status = timed_out ? 504 : 502;
+      bool retry = up_in_.empty() && retryable && !timed_out;
+      spdlog::debug("event=lb_target_read_failed target={}:{} error=\"{}\" retry={}", target.ip,
+                    target.port, ec.message(), retry);
+      co_return retry ? Relay::kRetry : Relay::kFailed;
+    }
+    up_in_.Commit(got);
+  }
+
+  // A head with a known body length. It goes to the client as it came when
+  // nothing in it concerns only the target's connection; otherwise without
+  // the hop-by-hop fields and with the client connection's own.
+  bool bodiless = req.method == bhttp::verb::head || head.status == 204 || head.status == 304;
+  uint64_t remaining = bodiless ? 0 : head.content_length;
+  bool as_is = head.passes_as_is && head.version == 11 && keep_alive && req.version == 11;
+  if (!as_is) {
+    resp_head_.clear();
+    AppendEndToEnd({up_in_.data(), head.size}, resp_head_);
+    if (!keep_alive) {
+      resp_head_ += "Connection: close\r\n"sv;
+    } else if (req.version == 10 || head.version == 10) {
+      resp_head_ += "Connection: keep-alive\r\n"sv;
+    }
+    resp_head_ += "\r\n"sv;
+  }
+  size_t body_now =
+      static_cast<size_t>(std::min<uint64_t>(remaining, up_in_.size() - head.size));
+  asio::const_buffer body(up_in_.data() + head.size, body_now);
+  std::array<asio::const_buffer, 2> first =
+      as_is ? std::array<asio::const_buffer, 2>{asio::buffer(up_in_.data(), head.size + body_now),
+                                                asio::const_buffer()}
+            : std::array<asio::const_buffer, 2>{asio::buffer(resp_head_), body};
+  Arm(idle_seconds);
+  error_code ec;
+  co_await asio::async_write(client, first, asio::redirect_error(kUse, ec));
+  if (ec) {
+    keep_alive = false;
+    failure_status = 0;
+    co_return Relay::kFailed;
+  }
+  up_in_.Consume(head.size + body_now);
+  remaining -= body_now;
+  while (remaining > 0) {
+    Arm(idle_seconds);
+    auto space = up_in_.Prepare(kReadChunk);
+    size_t got = co_await upstream.async_read_some(space, asio::redirect_error(kUse, ec));
+    if (ec) {
+      keep_alive = false;  // a truncated answer must not pass for a whole one
+      failure_status = 0;
+      co_return Relay::kFailed;
+    }
+    up_in_.Commit(got);
+    size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, up_in_.size()));
+    co_await asio::async_write(client, asio::buffer(up_in_.data(), n),
+                               asio::redirect_error(kUse, ec));
+    if (ec) {
+      keep_alive = false;
+      failure_status = 0;
+      co_return Relay::kFailed;
+    }
+    up_in_.Consume(n);
+    remaining -= n;
+  }
+  Disarm();
+  bool target_keeps = head.version == 11 ? !head.connection_close : head.connection_keep_alive;
+  ReleaseUpstream(target, target_keeps && up_in_.empty());
+  co_return Relay::kDone;
+}
+
+Task<Session::Relay> Session::RelayParsed(const RequestParser& req, TargetRuntime& target,
+                                               int idle_seconds, bool& keep_alive,
+                                               int& failure_status) {
   size_t head_size = 0;
   std::optional<ResponseParser> resp;
   for (;;) {
@@ -757,18 +882,17 @@ awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, Targe
         co_return Relay::kFailed;
       }
       error_code ec;
-      size_t got = co_await upstream.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+      size_t got = co_await upstream.async_read_some(space, asio::redirect_error(kUse, ec));
       if (ec) {
         if (timed_out) {
           failure_status = 504;
           co_return Relay::kFailed;
         }
         failure_status = 502;
-        spdlog::debug("event=lb_target_read_failed target={}:{} error=\"{}\" retryable={}",
-                      target.ip, target.port, ec.message(), !got_any && retryable);
-        co_return !got_any && retryable ? Relay::kRetry : Relay::kFailed;
+        spdlog::debug("event=lb_target_read_failed target={}:{} error=\"{}\"", target.ip,
+                      target.port, ec.message());
+        co_return Relay::kFailed;
       }
-      got_any = true;
       up_in_.Commit(got);
     }
     if (resp->status / 100 == 1 && resp->status != 101) {
@@ -823,7 +947,7 @@ awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, Targe
       auto space = up_in_.Prepare(kReadChunk);
       error_code ec;
       size_t got =
-          co_await upstream.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+          co_await upstream.async_read_some(space, asio::redirect_error(kUse, ec));
       if (ec == asio::error::eof && resp->need_eof()) {
         resp->put_eof(ec);
         Disarm();
@@ -869,21 +993,29 @@ awaitable<Session::Relay> Session::RelayResponse(const RequestParser& req, Targe
   co_return Relay::kDone;
 }
 
-awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
+Task<bool> Session::Forward(RequestParser& req, size_t head_size,
                                  const ListenerRuntime& listener, const RouteAction& action,
                                  bool& keep_alive) {
-  TargetRuntime* target = PickTarget(action);
+  bool counted = false;
+  TargetRuntime* target = PickTarget(action, counted);
   if (target == nullptr) {
     in_.Consume(head_size);
     static const std::string kBody = OwnAnswerBody(503);
     static const std::string kHead = OwnAnswerHead(503, kBody.size(), "text/html");
     co_return co_await Answer(req, kHead, kBody, keep_alive);
   }
-  target->outstanding.fetch_add(1, std::memory_order_relaxed);
+  // Only least-outstanding-requests groups count requests in flight.
+  if (counted) {
+    target->outstanding.fetch_add(1, std::memory_order_relaxed);
+  }
   struct Done {
     TargetRuntime* t;
-    ~Done() { t->outstanding.fetch_sub(1, std::memory_order_relaxed); }
-  } done{target};
+    ~Done() {
+      if (t != nullptr) {
+        t->outstanding.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+  } done{counted ? target : nullptr};
 
   // head_ copies what it needs from the request head, whose bytes then go.
   bool expects_continue = false;
@@ -892,21 +1024,23 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
       expects_continue = true;
     }
   }
-  BuildUpstreamHead(req, listener, *target);
-  in_.Consume(head_size);
+  bool raw_head = BuildUpstreamHead(req, listener, *target);
 
-  // The body bytes already read. When they complete the request, a failure
-  // on a reused target connection can be retried on a fresh one.
+  // The body bytes already read. The request's bytes stay at the front of
+  // in_ (`held`) while they may be sent again: when they complete the
+  // request, a failure on a reused target connection is retried on a fresh
+  // one.
   req.eager(true);
   size_t first_body = 0;
-  if (!req.is_done() && !in_.empty()) {
+  if (!req.is_done() && in_.size() > head_size) {
     error_code ec;
-    first_body = req.put(asio::buffer(in_.data(), in_.size()), ec);
+    first_body = req.put(asio::buffer(in_.data() + head_size, in_.size() - head_size), ec);
     if (ec && ec != bhttp::error::need_more) {
       keep_alive = false;
       co_return false;
     }
   }
+  size_t held = head_size + first_body;
   bool complete = req.is_done();
   if (expects_continue && !complete) {
     static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -923,10 +1057,16 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     }
     bool retryable = reused && complete && attempt == 0;
     Arm(listener.idle_timeout_seconds);
-    std::array<asio::const_buffer, 2> first = {asio::buffer(head_),
-                                               asio::buffer(in_.data(), first_body)};
+    // The client's head as it came (without its blank line) and our fields
+    // after it, or the rebuilt head; then the first body bytes.
+    asio::const_buffer body(in_.data() + head_size, first_body);
+    std::array<asio::const_buffer, 3> first =
+        raw_head ? std::array<asio::const_buffer, 3>{asio::buffer(in_.data(), head_size - 2),
+                                                     asio::buffer(head_), body}
+                 : std::array<asio::const_buffer, 3>{asio::buffer(head_), body,
+                                                     asio::const_buffer()};
     error_code ec;
-    co_await asio::async_write(upstream, first, asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(upstream, first, asio::redirect_error(kUse, ec));
     Disarm();
     if (ec) {
       error_code ignored;
@@ -938,8 +1078,8 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
       break;
     }
     if (!complete) {
-      in_.Consume(first_body);
-      first_body = 0;
+      in_.Consume(held);
+      held = 0;
     }
 
     // The rest of the request body, streamed as it arrives. (A complete
@@ -948,7 +1088,7 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     while (!req.is_done()) {
       Arm(listener.idle_timeout_seconds);
       auto space = in_.Prepare(kReadChunk);
-      size_t got = co_await client.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+      size_t got = co_await client.async_read_some(space, asio::redirect_error(kUse, ec));
       if (ec) {
         error_code ignored;
         upstream.close(ignored);
@@ -964,7 +1104,7 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
         co_return false;
       }
       co_await asio::async_write(upstream, asio::buffer(in_.data(), n),
-                                 asio::redirect_error(use_awaitable, ec));
+                                 asio::redirect_error(kUse, ec));
       if (ec) {
         failure_status = timed_out ? 504 : 502;
         sent = false;
@@ -983,7 +1123,7 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     Relay relay = co_await RelayResponse(req, *target, listener.idle_timeout_seconds, retryable,
                                          keep_alive, failure_status);
     if (relay == Relay::kDone) {
-      in_.Consume(first_body);
+      in_.Consume(held);
       co_return true;
     }
     error_code ignored;
@@ -998,13 +1138,13 @@ awaitable<bool> Session::Forward(RequestParser& req, size_t head_size,
     }
     break;
   }
-  in_.Consume(first_body);
+  in_.Consume(held);
   std::string body = OwnAnswerBody(failure_status);
   std::string head = OwnAnswerHead(failure_status, body.size(), "text/html");
   co_return co_await Answer(req, head, body, keep_alive);
 }
 
-awaitable<void> Session::Run() {
+Task<void> Session::Run() {
   error_code ec;
   client.set_option(tcp::no_delay(true), ec);
   for (;;) {
@@ -1036,7 +1176,7 @@ awaitable<void> Session::Run() {
   }
   Disarm();
   error_code ignored;
-  client.shutdown(tcp::socket::shutdown_send, ignored);
+  client.shutdown(Socket::shutdown_send, ignored);
   client.close(ignored);
   upstream.close(ignored);
 }
@@ -1090,7 +1230,7 @@ awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<ListenerSocket> ls) {
   asio::steady_timer backoff(control);
   for (;;) {
     Worker& worker = PickWorker();
-    tcp::socket socket(*worker.io);
+    Socket socket(*worker.io);
     error_code ec;
     co_await ls->acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
     if (ec) {
@@ -1107,7 +1247,7 @@ awaitable<void> Proxy::Impl::AcceptLoop(std::shared_ptr<ListenerSocket> ls) {
     std::string id = ls->listener_id;
     asio::co_spawn(
         *worker.io,
-        [&worker, s = std::move(socket), id]() mutable -> awaitable<void> {
+        [&worker, s = std::move(socket), id]() mutable -> Task<void> {
           Session session(worker, std::move(s), std::move(id));
           co_await session.Run();
         },

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "elb/matching.h"
+#include "elb/response_head.h"
 
 namespace berth::elb {
 namespace {
@@ -162,6 +163,72 @@ TEST(MatchingTest, ParsesHealthCheckMatchers) {
   EXPECT_FALSE(ParseHttpCodes("").ok());
   EXPECT_FALSE(ParseHttpCodes("200,").ok());
   EXPECT_EQ("ValidationError", ParseHttpCodes("abc").error().code);
+}
+
+}  // namespace
+}  // namespace berth::elb
+
+namespace berth::elb {
+namespace {
+
+TEST(ResponseHeadTest, ReadsAKeptAliveHeadWithALength) {
+  std::string raw =
+      "HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello";
+  ResponseHead head;
+  ASSERT_EQ(HeadParse::kDone, ParseResponseHead(raw, 65536, head));
+  EXPECT_EQ(raw.size() - 5, head.size);
+  EXPECT_EQ(200, head.status);
+  EXPECT_EQ(11, head.version);
+  EXPECT_TRUE(head.has_content_length);
+  EXPECT_EQ(5u, head.content_length);
+  EXPECT_TRUE(head.connection_keep_alive);
+  EXPECT_FALSE(head.connection_close);
+  EXPECT_TRUE(head.passes_as_is);
+}
+
+TEST(ResponseHeadTest, MarksHeadsWithHopByHopFieldsForRewriting) {
+  std::string raw =
+      "HTTP/1.0 404 Not Found\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n"
+      "Connection: close\r\nX-A: 1\r\n\r\n";
+  ResponseHead head;
+  ASSERT_EQ(HeadParse::kDone, ParseResponseHead(raw, 65536, head));
+  EXPECT_EQ(10, head.version);
+  EXPECT_TRUE(head.connection_close);
+  EXPECT_FALSE(head.passes_as_is);
+  std::string out;
+  AppendEndToEnd(std::string_view(raw).substr(0, head.size), out);
+  EXPECT_EQ("HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nX-A: 1\r\n", out);
+}
+
+TEST(ResponseHeadTest, LeavesOtherFramingsToTheFullParser) {
+  ResponseHead head;
+  EXPECT_EQ(HeadParse::kNeedMore,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", 65536, head));
+  EXPECT_EQ(HeadParse::kUnsupported,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 65536,
+                              head));
+  EXPECT_EQ(HeadParse::kUnsupported, ParseResponseHead("HTTP/1.1 200 OK\r\nX: y\r\n\r\n", 65536,
+                                                       head));
+  EXPECT_EQ(HeadParse::kUnsupported,
+            ParseResponseHead("HTTP/1.1 100 Continue\r\n\r\n", 65536, head));
+  EXPECT_EQ(HeadParse::kUnsupported,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", 65536,
+                              head));
+  EXPECT_EQ(HeadParse::kDone, ParseResponseHead("HTTP/1.1 204 No Content\r\n\r\n", 65536, head));
+}
+
+TEST(ResponseHeadTest, RefusesMalformedHeads) {
+  ResponseHead head;
+  EXPECT_EQ(HeadParse::kInvalid, ParseResponseHead("HTTP/2 200 OK\r\n\r\n", 65536, head));
+  EXPECT_EQ(HeadParse::kInvalid,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                              65536, head));
+  EXPECT_EQ(HeadParse::kInvalid,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 65536, head));
+  EXPECT_EQ(HeadParse::kInvalid,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", 65536, head));
+  EXPECT_EQ(HeadParse::kInvalid,
+            ParseResponseHead("HTTP/1.1 200 OK\r\nX: " + std::string(100, 'a'), 64, head));
 }
 
 }  // namespace
