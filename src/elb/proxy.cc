@@ -399,8 +399,9 @@ struct Session {
                          bool& keep_alive);
   Task<bool> Forward(RequestParser& req, size_t head_size, const ListenerRuntime& listener,
                           const RouteAction& action, bool& keep_alive);
-  Task<bool> Connect(TargetRuntime& target, bool use_pool, bool& reused,
-                          int& failure_status);
+  // A kept-alive connection to the target from the worker's pool, if any.
+  bool TakePooled(TargetRuntime& target);
+  Task<bool> Connect(TargetRuntime& target, int& failure_status);
   Task<Relay> RelayResponse(const RequestParser& req, TargetRuntime& target,
                                  int idle_seconds, bool retryable, bool& keep_alive,
                                  int& failure_status);
@@ -705,16 +706,17 @@ Task<bool> Session::Answer(RequestParser& req, const std::string& head,
                                  head_only ? 0 : body.size());
 }
 
-Task<bool> Session::Connect(TargetRuntime& target, bool use_pool, bool& reused,
-                                 int& failure_status) {
+bool Session::TakePooled(TargetRuntime& target) {
   auto pool = worker.pools.find(target.id);
-  if (use_pool && pool != worker.pools.end() && !pool->second.idle.empty()) {
-    upstream = std::move(pool->second.idle.back().socket);
-    pool->second.idle.pop_back();
-    reused = true;
-    co_return true;
+  if (pool == worker.pools.end() || pool->second.idle.empty()) {
+    return false;
   }
-  reused = false;
+  upstream = std::move(pool->second.idle.back().socket);
+  pool->second.idle.pop_back();
+  return true;
+}
+
+Task<bool> Session::Connect(TargetRuntime& target, int& failure_status) {
   upstream = Socket(*worker.io);
   Arm(worker.impl.options.connect_timeout_seconds);
   error_code ec;
@@ -1051,8 +1053,8 @@ Task<bool> Session::Forward(RequestParser& req, size_t head_size,
 
   int failure_status = 502;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    bool reused = false;
-    if (!co_await Connect(*target, attempt == 0, reused, failure_status)) {
+    bool reused = attempt == 0 && TakePooled(*target);
+    if (!reused && !co_await Connect(*target, failure_status)) {
       break;
     }
     bool retryable = reused && complete && attempt == 0;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "elb/response_head.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace berth::elb {
@@ -21,13 +23,21 @@ bool IEquals(std::string_view a, std::string_view lower) {
   return true;
 }
 
-// RFC 9110 token characters.
-bool IsTokenChar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-    return true;
+// RFC 9110 token characters, by byte value.
+constexpr auto kTokenChar = [] {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) {
+    table[c] = true;
   }
-  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
-}
+  for (int c = 'a'; c <= 'z'; ++c) {
+    table[c] = true;
+    table[c - 'a' + 'A'] = true;
+  }
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) {
+    table[static_cast<unsigned char>(c)] = true;
+  }
+  return table;
+}();
 
 std::string_view TrimSpace(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
@@ -108,50 +118,57 @@ bool ReadContentLength(std::string_view value, ResponseHead& head) {
 
 HeadParse ParseResponseHead(std::string_view data, size_t limit, ResponseHead& head) {
   head = ResponseHead{};
-  const char* end = static_cast<const char*>(
-      memmem(data.data(), std::min(data.size(), limit), "\r\n\r\n", 4));
-  if (end == nullptr) {
-    return data.size() >= limit ? HeadParse::kInvalid : HeadParse::kNeedMore;
-  }
-  head.size = static_cast<size_t>(end - data.data()) + 4;
-  std::string_view text = data.substr(0, head.size - 2);  // each line ends in CRLF
+  const char* begin = data.data();
+  const size_t size = std::min(data.size(), limit);
 
-  // Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF
-  size_t eol = text.find("\r\n");
-  std::string_view line = text.substr(0, eol);
-  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
-      line[8] != ' ' || line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' ||
-      line[11] < '0' || line[11] > '9' || (line.size() > 12 && line[12] != ' ')) {
-    return HeadParse::kInvalid;
-  }
-  head.version = line[7] == '1' ? 11 : 10;
-  head.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-  if (head.status < 200) {
-    return HeadParse::kUnsupported;  // interim answers
-  }
-
-  for (size_t pos = eol + 2; pos < text.size();) {
-    size_t next = text.find("\r\n", pos);
-    line = text.substr(pos, next - pos);
-    pos = next + 2;
-    if (line.empty() || line[0] == ' ' || line[0] == '\t') {
+  // One pass over the lines: each ends in CRLF; an empty one ends the head.
+  size_t pos = 0;
+  bool status_line = true;
+  for (;;) {
+    const void* found = std::memchr(begin + pos, '\n', size - pos);
+    if (found == nullptr) {
+      return data.size() >= limit ? HeadParse::kInvalid : HeadParse::kNeedMore;
+    }
+    size_t nl = static_cast<size_t>(static_cast<const char*>(found) - begin);
+    if (nl == pos || begin[nl - 1] != '\r') {
+      return HeadParse::kInvalid;  // a bare LF
+    }
+    std::string_view line(begin + pos, nl - 1 - pos);
+    pos = nl + 1;
+    if (status_line) {
+      status_line = false;
+      // HTTP/1.x SP 3DIGIT [SP reason]
+      if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." ||
+          (line[7] != '0' && line[7] != '1') || line[8] != ' ' || line[9] < '1' ||
+          line[9] > '5' || line[10] < '0' || line[10] > '9' || line[11] < '0' ||
+          line[11] > '9' || (line.size() > 12 && line[12] != ' ')) {
+        return HeadParse::kInvalid;
+      }
+      head.version = line[7] == '1' ? 11 : 10;
+      head.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+      if (head.status < 200) {
+        return HeadParse::kUnsupported;  // interim answers
+      }
+      continue;
+    }
+    if (line.empty()) {
+      break;
+    }
+    if (line[0] == ' ' || line[0] == '\t') {
       return HeadParse::kUnsupported;  // obsolete line folding
     }
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
+    size_t colon = 0;
+    while (colon < line.size() && kTokenChar[static_cast<unsigned char>(line[colon])]) {
+      ++colon;
+    }
+    if (colon == 0 || colon == line.size() || line[colon] != ':') {
       return HeadParse::kInvalid;
     }
     std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (!IsTokenChar(c)) {
-        return HeadParse::kInvalid;
-      }
-    }
     std::string_view value = TrimSpace(line.substr(colon + 1));
-    for (char c : value) {
-      if (c == '\r' || c == '\n' || c == '\0') {
-        return HeadParse::kInvalid;
-      }
+    if (std::memchr(value.data(), '\r', value.size()) != nullptr ||
+        std::memchr(value.data(), '\0', value.size()) != nullptr) {
+      return HeadParse::kInvalid;
     }
     if (name.size() == 14 && IEquals(name, "content-length")) {
       if (!ReadContentLength(value, head)) {
@@ -173,6 +190,7 @@ HeadParse ParseResponseHead(std::string_view data, size_t limit, ResponseHead& h
         break;
     }
   }
+  head.size = pos;
   bool bodiless = head.status == 204 || head.status == 304;
   if (!head.has_content_length && !bodiless) {
     return HeadParse::kUnsupported;  // the body runs to the end of the connection
