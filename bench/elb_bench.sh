@@ -7,8 +7,11 @@
 #
 #   bench/elb_bench.sh [duration_seconds] [connections]
 #
-# Needs wrk, nginx, haproxy, Debian's python3 with boto3, and a built berthd
-# (BERTHD, default build/berthd). Everything it starts is stopped by PID.
+# ROUNDS=n repeats the four measurements n times, interleaved, and reports
+# medians (useful on a machine with other load). Needs wrk, nginx, haproxy,
+# Debian's python3 with boto3, and an optimized berthd (BERTHD, default
+# build/berthd as scripts/build makes it). Everything it starts is stopped by
+# PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +42,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() {  # a bindable port below the ephemeral range, so no outgoing connection takes it
+  "$PY" -c '
+import random, socket
+while True:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randint(20000, 29999)))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()'
 }
 
 wait_http() {  # url
@@ -172,7 +186,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
 BERTH_API_PORT="$(free_port)"
 BERTH_LB_PORT="$(free_port)"
 "$BERTHD" serve --listen "127.0.0.1:$BERTH_API_PORT" --data-dir "$WORK/berth" \
-  --log-level info --lb-threads "$PROXY_THREADS" --no-agent >"$WORK/berthd.log" 2>&1 &
+  --log-level warn --lb-threads "$PROXY_THREADS" --no-agent >"$WORK/berthd.log" 2>&1 &
 BERTH_PID=$!
 PIDS+=("$BERTH_PID")
 wait_http "http://127.0.0.1:$BERTH_API_PORT/_berth/health"
@@ -224,7 +238,7 @@ children() {  # pid -> its child pids
   pgrep -P "$1" | tr '\n' ' '
 }
 
-declare -A RPS P99 REQS CPU
+declare -A RPS P99 CPU  # per contender: one value per round, space-separated
 run() {  # name url [pids whose CPU counts]
   local name="$1" url="$2"
   shift 2
@@ -235,16 +249,18 @@ run() {  # name url [pids whose CPU counts]
   local out
   out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")"
   if ((${#pids[@]})); then after="$(cpu_ticks "${pids[@]}")"; fi
-  echo "$out" >"$WORK/wrk-$name.txt"
-  RPS[$name]="$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')"
-  P99[$name]="$(echo "$out" | awk '$1 == "99%" {print $2}')"
-  REQS[$name]="$(echo "$out" | awk '/requests in/ {print $1}')"
-  local errors
+  local requests errors
+  requests="$(echo "$out" | awk '/requests in/ {print $1}')"
   errors="$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')"
   if [[ -n "$errors" ]]; then
     echo "  $name: $errors" >&2
   fi
-  CPU[$name]=$((after - before))
+  RPS[$name]+="$(echo "$out" | awk '/^Requests\/sec:/ {print $2}') "
+  P99[$name]+="$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')") "
+  if ((${#pids[@]})) && ((requests > 0)); then
+    CPU[$name]+="$(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" \
+      'BEGIN {printf "%.1f", t * us / n}') "
+  fi
 }
 
 to_ms() {  # wrk latency ("812.00us", "1.20ms", "2.01s") -> milliseconds
@@ -253,32 +269,46 @@ to_ms() {  # wrk latency ("812.00us", "1.20ms", "2.01s") -> milliseconds
                    /s$/  {sub("s","");  print $1*1000; next}'
 }
 
+median() {  # values... -> their median ("-" for none)
+  if (($# == 0)); then
+    echo "-"
+    return
+  fi
+  printf "%s\n" "$@" | sort -g | awk '{v[NR] = $1} END {
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 NGINX_WORKERS=($(children "$NGINX_PID"))
+ROUNDS="${ROUNDS:-1}"
 
 echo "elb_bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, ${PROXY_THREADS} proxy threads," \
-  "2 nginx targets, 512-byte file, $(nproc) CPUs"
-run direct "http://127.0.0.1:${TARGET_PORTS[0]}/index.html"
-run haproxy "http://127.0.0.1:$HAPROXY_PORT/index.html" "$HAPROXY_PID"
-run nginx "http://127.0.0.1:$NGINX_PORT/index.html" "${NGINX_WORKERS[@]}"
-run berth "http://127.0.0.1:$BERTH_LB_PORT/index.html" "$BERTH_PID"
-
-printf "\n%-10s %12s %10s %16s\n" "target" "requests/s" "p99 (ms)" "CPU us/request"
-for name in direct haproxy nginx berth; do
-  cpu="-"
-  if [[ "$name" != direct && "${REQS[$name]}" -gt 0 ]]; then
-    cpu="$(awk -v t="${CPU[$name]}" -v us="$TICK_US" -v n="${REQS[$name]}" \
-      'BEGIN {printf "%.1f", t * us / n}')"
-  fi
-  printf "%-10s %12s %10s %16s\n" "$name" "${RPS[$name]}" "$(to_ms "${P99[$name]}")" "$cpu"
+  "2 nginx targets, 512-byte file, $(nproc) CPUs, $ROUNDS round(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((round = 1; round <= ROUNDS; round++)); do
+  run direct "http://127.0.0.1:${TARGET_PORTS[0]}/index.html"
+  run haproxy "http://127.0.0.1:$HAPROXY_PORT/index.html" "$HAPROXY_PID"
+  run nginx "http://127.0.0.1:$NGINX_PORT/index.html" "${NGINX_WORKERS[@]}"
+  run berth "http://127.0.0.1:$BERTH_LB_PORT/index.html" "$BERTH_PID"
 done
 
+declare -A MRPS MP99
+printf "\n%-10s %12s %10s %16s\n" "target" "requests/s" "p99 (ms)" "CPU us/request"
+for name in direct haproxy nginx berth; do
+  MRPS[$name]="$(median ${RPS[$name]})"
+  MP99[$name]="$(median ${P99[$name]})"
+  printf "%-10s %12s %10s %16s\n" "$name" "${MRPS[$name]}" "${MP99[$name]}" \
+    "$(median ${CPU[$name]:-})"
+done
+if ((ROUNDS > 1)); then
+  echo "(medians of $ROUNDS rounds; berth requests/s per round: ${RPS[berth]})"
+fi
+
 best=haproxy
-if awk -v a="${RPS[nginx]}" -v b="${RPS[haproxy]}" 'BEGIN {exit !(a > b)}'; then
+if awk -v a="${MRPS[nginx]}" -v b="${MRPS[haproxy]}" 'BEGIN {exit !(a > b)}'; then
   best=nginx
 fi
-awk -v b="${RPS[berth]}" -v p="${RPS[$best]}" -v bp="$(to_ms "${P99[berth]}")" \
-  -v pp="$(to_ms "${P99[$best]}")" -v peer="$best" -v d="${RPS[direct]}" 'BEGIN {
+awk -v b="${MRPS[berth]}" -v p="${MRPS[$best]}" -v bp="${MP99[berth]}" -v pp="${MP99[$best]}" \
+  -v peer="$best" -v d="${MRPS[direct]}" 'BEGIN {
     printf "\nberth / %s requests/s: %.2fx (goal >= 1.00x)\n", peer, b / p
     printf "berth / %s p99:        %.2fx (goal <= 1.20x)\n", peer, bp / pp
     printf "berth / direct requests/s: %.2fx\n", b / d
