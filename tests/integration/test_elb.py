@@ -5,6 +5,7 @@ import http.client
 import http.server
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -726,3 +727,22 @@ def test_elbv2_listeners_come_back_after_a_restart(berthd_factory):
     assert get(port, "/")[:2] == (200, "still here")
     daemon.stop()
     assert _refused(port)
+
+
+def test_elbv2_aws_cli_and_the_dns_name(berthd):
+    out = berthd.aws("elbv2", "create-load-balancer", "--name", "cli-lb", "--subnets", "subnet-1",
+                     "subnet-2", "--query", "LoadBalancers[0].[LoadBalancerArn,DNSName]",
+                     "--output", "text").stdout.split()
+    arn, dns = out
+    port = free_port()
+    berthd.aws("elbv2", "create-listener", "--load-balancer-arn", arn, "--protocol", "HTTP",
+               "--port", str(port), "--default-actions",
+               "Type=fixed-response,FixedResponseConfig={StatusCode=200,ContentType=text/plain,"
+               "MessageBody=hello-cli}")
+    err = berthd.aws("elbv2", "describe-target-groups", "--names", "nope", check=False)
+    assert err.returncode != 0 and "TargetGroupNotFound" in err.stderr
+    # The DNS name is under .localhost, which curl resolves to the loopback.
+    got = subprocess.run(["curl", "-s", f"http://{dns}:{port}/"], capture_output=True, text=True,
+                         timeout=30)
+    assert got.stdout == "hello-cli"
+    berthd.aws("elbv2", "delete-load-balancer", "--load-balancer-arn", arn)
