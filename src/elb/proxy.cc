@@ -387,6 +387,27 @@ struct Session {
 
  private:
   enum class Relay { kDone, kRetry, kFailed };
+  enum class Send { kSent, kTargetFailed, kTargetFailedMidBody, kClientFailed };
+  // How the request goes out: the head (raw or rebuilt in head_) and the
+  // body bytes that came with it.
+  struct Outgoing {
+    size_t head_size = 0;
+    size_t first_body = 0;
+    bool raw_head = false;
+  };
+  struct OutstandingGuard {
+    explicit OutstandingGuard(TargetRuntime* t) : target(t) {
+      if (target != nullptr) {
+        target->outstanding.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    ~OutstandingGuard() {
+      if (target != nullptr) {
+        target->outstanding.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    TargetRuntime* target;
+  };
 
   const ListenerRuntime* CurrentListener();
   const RouteAction& Route(const ListenerRuntime& listener, const RequestParser& req);
@@ -407,6 +428,9 @@ struct Session {
                                  int& failure_status);
   Task<Relay> RelayParsed(const RequestParser& req, TargetRuntime& target, int idle_seconds,
                           bool& keep_alive, int& failure_status);
+  Task<Send> SendRequest(RequestParser& req, const Outgoing& out, size_t& held, int idle_seconds,
+                         int& failure_status);
+  bool ExpectsContinue() const;
   void ReleaseUpstream(TargetRuntime& target, bool reusable);
   const std::string& ClientIp();
 
@@ -947,6 +971,11 @@ Task<Session::Relay> Session::RelayParsed(const RequestParser& req, TargetRuntim
     if (!first) {
       Arm(idle_seconds);
       auto space = up_in_.Prepare(kReadChunk);
+      if (space.size() == 0) {
+        keep_alive = false;  // a chunk header that never ends
+        failure_status = 0;
+        co_return Relay::kFailed;
+      }
       error_code ec;
       size_t got =
           co_await upstream.async_read_some(space, asio::redirect_error(kUse, ec));
@@ -995,9 +1024,61 @@ Task<Session::Relay> Session::RelayParsed(const RequestParser& req, TargetRuntim
   co_return Relay::kDone;
 }
 
+Task<Session::Send> Session::SendRequest(RequestParser& req, const Outgoing& out, size_t& held,
+                                         int idle_seconds, int& failure_status) {
+  // The client's head as it came (without its blank line) and our fields
+  // after it, or the rebuilt head; then the body bytes already read.
+  Arm(idle_seconds);
+  asio::const_buffer body(in_.data() + out.head_size, out.first_body);
+  std::array<asio::const_buffer, 3> first =
+      out.raw_head ? std::array<asio::const_buffer, 3>{asio::buffer(in_.data(), out.head_size - 2),
+                                                       asio::buffer(head_), body}
+                   : std::array<asio::const_buffer, 3>{asio::buffer(head_), body,
+                                                       asio::const_buffer()};
+  error_code ec;
+  co_await asio::async_write(upstream, first, asio::redirect_error(kUse, ec));
+  Disarm();
+  if (ec) {
+    failure_status = timed_out ? 504 : 502;
+    co_return Send::kTargetFailed;
+  }
+  if (req.is_done()) {
+    co_return Send::kSent;  // the bytes stay held for a retry
+  }
+
+  // The rest of the body, streamed as it arrives.
+  in_.Consume(held);
+  held = 0;
+  while (!req.is_done()) {
+    Arm(idle_seconds);
+    auto space = in_.Prepare(kReadChunk);
+    if (space.size() == 0) {
+      co_return Send::kClientFailed;  // a chunk header that never ends
+    }
+    size_t got = co_await client.async_read_some(space, asio::redirect_error(kUse, ec));
+    if (ec) {
+      co_return Send::kClientFailed;
+    }
+    in_.Commit(got);
+    size_t n = req.put(asio::buffer(in_.data(), in_.size()), ec);
+    if (ec && ec != bhttp::error::need_more) {
+      co_return Send::kClientFailed;
+    }
+    co_await asio::async_write(upstream, asio::buffer(in_.data(), n),
+                               asio::redirect_error(kUse, ec));
+    if (ec) {
+      failure_status = timed_out ? 504 : 502;
+      co_return Send::kTargetFailedMidBody;
+    }
+    in_.Consume(n);
+  }
+  Disarm();
+  co_return Send::kSent;
+}
+
 Task<bool> Session::Forward(RequestParser& req, size_t head_size,
-                                 const ListenerRuntime& listener, const RouteAction& action,
-                                 bool& keep_alive) {
+                            const ListenerRuntime& listener, const RouteAction& action,
+                            bool& keep_alive) {
   bool counted = false;
   TargetRuntime* target = PickTarget(action, counted);
   if (target == nullptr) {
@@ -1007,42 +1088,25 @@ Task<bool> Session::Forward(RequestParser& req, size_t head_size,
     co_return co_await Answer(req, kHead, kBody, keep_alive);
   }
   // Only least-outstanding-requests groups count requests in flight.
-  if (counted) {
-    target->outstanding.fetch_add(1, std::memory_order_relaxed);
-  }
-  struct Done {
-    TargetRuntime* t;
-    ~Done() {
-      if (t != nullptr) {
-        t->outstanding.fetch_sub(1, std::memory_order_relaxed);
-      }
-    }
-  } done{counted ? target : nullptr};
+  OutstandingGuard guard(counted ? target : nullptr);
 
-  // head_ copies what it needs from the request head, whose bytes then go.
-  bool expects_continue = false;
-  for (const auto& f : fields_) {
-    if (f.name == bhttp::field::expect && IEquals(Trim(f.value), "100-continue")) {
-      expects_continue = true;
-    }
-  }
-  bool raw_head = BuildUpstreamHead(req, listener, *target);
-
-  // The body bytes already read. The request's bytes stay at the front of
-  // in_ (`held`) while they may be sent again: when they complete the
-  // request, a failure on a reused target connection is retried on a fresh
-  // one.
+  Outgoing out;
+  out.head_size = head_size;
+  bool expects_continue = ExpectsContinue();
+  out.raw_head = BuildUpstreamHead(req, listener, *target);
+  // The request's bytes stay at the front of in_ (`held`) while they may be
+  // sent again: when they are the whole request, a failure on a reused
+  // target connection is retried on a fresh one.
   req.eager(true);
-  size_t first_body = 0;
   if (!req.is_done() && in_.size() > head_size) {
     error_code ec;
-    first_body = req.put(asio::buffer(in_.data() + head_size, in_.size() - head_size), ec);
+    out.first_body = req.put(asio::buffer(in_.data() + head_size, in_.size() - head_size), ec);
     if (ec && ec != bhttp::error::need_more) {
       keep_alive = false;
       co_return false;
     }
   }
-  size_t held = head_size + first_body;
+  size_t held = head_size + out.first_body;
   bool complete = req.is_done();
   if (expects_continue && !complete) {
     static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -1058,80 +1122,29 @@ Task<bool> Session::Forward(RequestParser& req, size_t head_size,
       break;
     }
     bool retryable = reused && complete && attempt == 0;
-    Arm(listener.idle_timeout_seconds);
-    // The client's head as it came (without its blank line) and our fields
-    // after it, or the rebuilt head; then the first body bytes.
-    asio::const_buffer body(in_.data() + head_size, first_body);
-    std::array<asio::const_buffer, 3> first =
-        raw_head ? std::array<asio::const_buffer, 3>{asio::buffer(in_.data(), head_size - 2),
-                                                     asio::buffer(head_), body}
-                 : std::array<asio::const_buffer, 3>{asio::buffer(head_), body,
-                                                     asio::const_buffer()};
-    error_code ec;
-    co_await asio::async_write(upstream, first, asio::redirect_error(kUse, ec));
-    Disarm();
-    if (ec) {
-      error_code ignored;
-      upstream.close(ignored);
-      failure_status = timed_out ? 504 : 502;
-      if (retryable) {
-        continue;
+    Send sent = co_await SendRequest(req, out, held, listener.idle_timeout_seconds,
+                                     failure_status);
+    Relay relay = Relay::kFailed;
+    if (sent == Send::kSent) {
+      relay = co_await RelayResponse(req, *target, listener.idle_timeout_seconds, retryable,
+                                     keep_alive, failure_status);
+      if (relay == Relay::kDone) {
+        in_.Consume(held);
+        co_return true;
       }
-      break;
-    }
-    if (!complete) {
-      in_.Consume(held);
-      held = 0;
-    }
-
-    // The rest of the request body, streamed as it arrives. (A complete
-    // request keeps its bytes in in_ until answered, for a retry.)
-    bool sent = true;
-    while (!req.is_done()) {
-      Arm(listener.idle_timeout_seconds);
-      auto space = in_.Prepare(kReadChunk);
-      size_t got = co_await client.async_read_some(space, asio::redirect_error(kUse, ec));
-      if (ec) {
-        error_code ignored;
-        upstream.close(ignored);
-        keep_alive = false;
-        co_return false;
-      }
-      in_.Commit(got);
-      size_t n = req.put(asio::buffer(in_.data(), in_.size()), ec);
-      if (ec && ec != bhttp::error::need_more) {
-        error_code ignored;
-        upstream.close(ignored);
-        keep_alive = false;
-        co_return false;
-      }
-      co_await asio::async_write(upstream, asio::buffer(in_.data(), n),
-                                 asio::redirect_error(kUse, ec));
-      if (ec) {
-        failure_status = timed_out ? 504 : 502;
-        sent = false;
-        break;
-      }
-      in_.Consume(n);
-    }
-    Disarm();
-    if (!sent) {
-      error_code ignored;
-      upstream.close(ignored);
-      keep_alive = false;  // the rest of the request body is still on its way
-      break;
-    }
-
-    Relay relay = co_await RelayResponse(req, *target, listener.idle_timeout_seconds, retryable,
-                                         keep_alive, failure_status);
-    if (relay == Relay::kDone) {
-      in_.Consume(held);
-      co_return true;
     }
     error_code ignored;
     upstream.close(ignored);
-    if (relay == Relay::kRetry) {
-      continue;  // the target closed a kept-alive connection before it saw the request
+    if (sent == Send::kClientFailed) {
+      keep_alive = false;
+      co_return false;
+    }
+    if (sent == Send::kTargetFailedMidBody) {
+      keep_alive = false;  // the rest of the request body is still on its way
+      break;
+    }
+    if ((sent == Send::kTargetFailed && retryable) || relay == Relay::kRetry) {
+      continue;  // the target had closed the kept-alive connection: try a fresh one
     }
     if (failure_status == 0) {
       // Part of the answer went out already; only closing can tell the client.
@@ -1144,6 +1157,15 @@ Task<bool> Session::Forward(RequestParser& req, size_t head_size,
   std::string body = OwnAnswerBody(failure_status);
   std::string head = OwnAnswerHead(failure_status, body.size(), "text/html");
   co_return co_await Answer(req, head, body, keep_alive);
+}
+
+bool Session::ExpectsContinue() const {
+  for (const auto& f : fields_) {
+    if (f.name == bhttp::field::expect && IEquals(Trim(f.value), "100-continue")) {
+      return true;
+    }
+  }
+  return false;
 }
 
 Task<void> Session::Run() {
