@@ -395,19 +395,35 @@ struct Session {
     size_t first_body = 0;
     bool raw_head = false;
   };
+  // Counts a request as outstanding at its target until the target has
+  // answered it in full (not until the client has the answer: by then the
+  // client may already be asking again, on another worker).
   struct OutstandingGuard {
-    explicit OutstandingGuard(TargetRuntime* t) : target(t) {
+    OutstandingGuard(Session& s, TargetRuntime* t) : session(s), target(t) {
       if (target != nullptr) {
         target->outstanding.fetch_add(1, std::memory_order_relaxed);
       }
+      session.outstanding_ = this;
     }
     ~OutstandingGuard() {
+      Release();
+      session.outstanding_ = nullptr;
+    }
+    void Release() {
       if (target != nullptr) {
         target->outstanding.fetch_sub(1, std::memory_order_relaxed);
+        target = nullptr;
       }
     }
+    Session& session;
     TargetRuntime* target;
   };
+  // The target has sent its whole answer.
+  void TargetAnswered() {
+    if (outstanding_ != nullptr) {
+      outstanding_->Release();
+    }
+  }
 
   const ListenerRuntime* CurrentListener();
   const RouteAction& Route(const ListenerRuntime& listener, const RequestParser& req);
@@ -457,6 +473,7 @@ struct Session {
   uint16_t forwarded_tail_port_ = 0;
   std::shared_ptr<const ProxySnapshot> snapshot_;
   const ListenerRuntime* listener_ = nullptr;
+  OutstandingGuard* outstanding_ = nullptr;
 };
 
 Task<void> Worker::Tick() {
@@ -834,6 +851,9 @@ Task<Session::Relay> Session::RelayResponse(const RequestParser& req, TargetRunt
   }
   size_t body_now =
       static_cast<size_t>(std::min<uint64_t>(remaining, up_in_.size() - head.size));
+  if (body_now == remaining) {
+    TargetAnswered();
+  }
   asio::const_buffer body(up_in_.data() + head.size, body_now);
   std::array<asio::const_buffer, 2> first =
       as_is ? std::array<asio::const_buffer, 2>{asio::buffer(up_in_.data(), head.size + body_now),
@@ -860,6 +880,9 @@ Task<Session::Relay> Session::RelayResponse(const RequestParser& req, TargetRunt
     }
     up_in_.Commit(got);
     size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, up_in_.size()));
+    if (n == remaining) {
+      TargetAnswered();
+    }
     co_await asio::async_write(client, asio::buffer(up_in_.data(), n),
                                asio::redirect_error(kUse, ec));
     if (ec) {
@@ -1003,6 +1026,9 @@ Task<Session::Relay> Session::RelayParsed(const RequestParser& req, TargetRuntim
         co_return Relay::kFailed;
       }
     }
+    if (resp->is_done()) {
+      TargetAnswered();
+    }
     const char* raw = dechunk ? dechunked_.data() : up_in_.data();
     size_t raw_size = dechunk ? dechunked_.size() : n;
     if (first || raw_size > 0) {
@@ -1088,7 +1114,7 @@ Task<bool> Session::Forward(RequestParser& req, size_t head_size,
     co_return co_await Answer(req, kHead, kBody, keep_alive);
   }
   // Only least-outstanding-requests groups count requests in flight.
-  OutstandingGuard guard(counted ? target : nullptr);
+  OutstandingGuard guard(*this, counted ? target : nullptr);
 
   Outgoing out;
   out.head_size = head_size;

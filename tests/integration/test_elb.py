@@ -671,8 +671,8 @@ def test_elbv2_unhealthy_target_leaves_rotation(elb, plane, backends):
 
 def test_elbv2_least_outstanding_requests(elb, plane, backends):
     wait_healthy(elb, plane.tg_lor, 2)
-    backends["s1"].slow_seconds = 2.0
-    backends["c1"].slow_seconds = 2.0
+    backends["s1"].slow_seconds = 3.0
+    backends["c1"].slow_seconds = 3.0
     # One slow request occupies a target; while it runs, every other request
     # goes to the target with nothing outstanding.
     slow = threading.Thread(target=get, args=(plane.port, "/lor/slow"))
@@ -682,6 +682,7 @@ def test_elbv2_least_outstanding_requests(elb, plane, backends):
     busy = "s1" if backends["s1"].inflight else "c1"
     idle = "c1" if busy == "s1" else "s1"
     assert [get(plane.port, f"/lor/q{i}")[1] for i in range(5)] == [idle] * 5
+    assert backends[busy].inflight == 1  # the slow request was out the whole time
     slow.join()
 
 
