@@ -148,6 +148,8 @@ void DataPlane::Reload() {
         rt->checks_enabled = group.health.enabled;
         rt->UpdateRoutableLocked();
       }
+      // LIMITATION: a drained target's last in-flight requests may outlive the
+      // deregistration delay; AWS closes those connections when it ends.
       if (group.in_use && group.health.enabled && !t.draining) {
         plans.push_back(CheckPlan{rt, group.health});
       }

@@ -572,6 +572,8 @@ const RouteAction& Session::Route(const ListenerRuntime& listener, const Request
   return listener.default_action;
 }
 
+// LIMITATION: with no routable target the answer is 503. AWS instead "fails
+// open" and spreads requests over all targets when every one is unhealthy.
 TargetRuntime* Session::PickTarget(const RouteAction& action, bool& counted) {
   if (action.total_weight <= 0) {
     return nullptr;
