@@ -86,6 +86,12 @@ int main(int argc, char** argv) {
   serve->add_option("--node-timeout", config.node_timeout_seconds,
                     "Seconds of agent silence after which a node is lost and its tasks stop")
       ->capture_default_str();
+  serve->add_option("--lb-bind-address", config.lb_bind_address,
+                    "Address load balancer listeners bind on")
+      ->capture_default_str();
+  serve->add_option("--lb-threads", config.lb_threads,
+                    "Load balancer worker threads (0: one per CPU)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -121,6 +127,8 @@ int main(int argc, char** argv) {
       if (serve->count("--metadata-port")) merged.metadata_port = config.metadata_port;
       if (serve->count("--init-binary")) merged.init_binary = config.init_binary;
       if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
+      if (serve->count("--lb-bind-address")) merged.lb_bind_address = config.lb_bind_address;
+      if (serve->count("--lb-threads")) merged.lb_threads = config.lb_threads;
       config = merged;
     }
     if (stop_tasks) {

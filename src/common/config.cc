@@ -75,6 +75,10 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.stop_tasks_on_exit = value == "true" || value == "1" || value == "yes";
     } else if (key == "node-timeout") {
       config.node_timeout_seconds = std::stod(value);
+    } else if (key == "lb-bind-address") {
+      config.lb_bind_address = value;
+    } else if (key == "lb-threads") {
+      config.lb_threads = std::stoi(value);
     } else {
       return ClientError("ConfigError", path + ":" + std::to_string(n) + ": unknown key " + key);
     }

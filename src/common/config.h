@@ -42,6 +42,10 @@ struct Config {
   // Control plane: a node whose agent is silent this long is declared lost and
   // its tasks are stopped.
   double node_timeout_seconds = 60;
+  // Load balancer data plane: the address listeners bind on, and its worker
+  // threads (0: one per CPU).
+  std::string lb_bind_address = "127.0.0.1";
+  int lb_threads = 0;
 };
 
 // Applies `key = value` lines from `path` to `config` (keys as the flags, with

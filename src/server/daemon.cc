@@ -21,6 +21,9 @@
 #include "registry/ecr_api.h"
 #include "registry/oci_route.h"
 #include "registry/registry.h"
+#include "elb/data_plane.h"
+#include "elb/elb_api.h"
+#include "elb/query_route.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
 #include "server/local_agent.h"
@@ -44,6 +47,8 @@ struct Daemon::Impl {
   std::unique_ptr<registry::Registry> registry;
   std::unique_ptr<registry::EcrApi> ecr;
   std::unique_ptr<logs::LogStore> logs;
+  std::unique_ptr<elb::DataPlane> elb_data_plane;
+  std::unique_ptr<elb::ElbApi> elb;  // also the ECS side's elb::TargetRegistry
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<LocalAgent> agent;
@@ -134,6 +139,16 @@ Status Daemon::Start() {
     return log_store.error();
   }
   impl_->logs = std::move(log_store.value());
+  elb::DataPlaneOptions lb_options;
+  lb_options.proxy.bind_address = config_.lb_bind_address;
+  lb_options.proxy.threads = config_.lb_threads;
+  impl_->elb_data_plane = std::make_unique<elb::DataPlane>(*impl_->store, lb_options);
+  impl_->elb = std::make_unique<elb::ElbApi>(*impl_->store, account, impl_->elb_data_plane.get());
+  impl_->elb->SetBindAddressForMessages(config_.lb_bind_address);
+  impl_->elb_data_plane->SetDrainExpirer([elb = impl_->elb.get()] {
+    return elb->ExpireDrainedTargets();
+  });
+  BERTH_TRY(impl_->elb_data_plane->Start());
 
   http::ServerOptions options;
   options.listen = config_.listen;
@@ -151,6 +166,9 @@ Status Daemon::Start() {
   json_route->AddService(std::make_shared<api::JsonService>(logs::MakeLogsService(*impl_->logs)),
                          "InvalidParameterException");
   impl_->server->AddRoute(json_route);
+  auto query_route = std::make_shared<elb::QueryRoute>(keys, account);
+  query_route->AddService(impl_->elb->MakeService());
+  impl_->server->AddRoute(query_route);
 
   auto bound = impl_->server->Listen();
   if (!bound.ok()) {
@@ -230,6 +248,12 @@ void Daemon::Stop() {
   impl_->registry.reset();
   impl_->ecs.reset();
   impl_->logs.reset();
+  if (impl_->elb_data_plane) {
+    impl_->elb_data_plane->Stop();
+  }
+  impl_->ecs.reset();
+  impl_->elb.reset();
+  impl_->elb_data_plane.reset();
   impl_->store.reset();
 }
 
