@@ -630,8 +630,9 @@ Result<Json> EcsApi::UpdateService(const Json& in, const api::CallContext& ctx) 
           }
         }
         Json task_definition = primary.value("_taskDefinition", Json::object());
+        std::string current_arn = svc.value("taskDefinition", "");
         if (new_task_definition &&
-            new_task_definition->value("taskDefinitionArn", "") != svc.value("taskDefinition", "")) {
+            new_task_definition->value("taskDefinitionArn", "") != current_arn) {
           task_definition = *new_task_definition;
           deploy = true;
         }

@@ -612,7 +612,8 @@ def test_ecs_bad_deployment_rolls_back_on_its_own(ecs, cluster):
 
 def test_ecs_circuit_breaker_without_rollback_fails_the_deployment(ecs, cluster):
     good = register(ecs, "svc-cb")
-    bad = register(ecs, "svc-cb", labels={"berth.fake-agent/fail-start": "CannotPullContainerError: x"})
+    bad = register(ecs, "svc-cb",
+                   labels={"berth.fake-agent/fail-start": "CannotPullContainerError: x"})
     create(ecs, cluster, "cb", good, desired=1,
            deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True,
                                                                  "rollback": False}})

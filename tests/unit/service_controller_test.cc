@@ -942,7 +942,10 @@ TEST_F(ServiceControllerTest, DescribeServicesReportsMissingAndLimitsNames) {
   EXPECT_EQ("MISSING", (*described)["failures"][0]["reason"]);
 
   auto with_tags = api_->DescribeServices(
-      {{"cluster", kCluster}, {"services", Json::array({"a"})}, {"include", Json::array({"TAGS"})}}, ctx_);
+      {{"cluster", kCluster},
+       {"services", Json::array({"a"})},
+       {"include", Json::array({"TAGS"})}},
+      ctx_);
   ASSERT_TRUE(with_tags.ok());
   EXPECT_EQ("team", (*with_tags)["services"][0]["tags"][0]["key"]);
 
@@ -955,7 +958,8 @@ TEST_F(ServiceControllerTest, DescribeServicesReportsMissingAndLimitsNames) {
   EXPECT_EQ("InvalidParameterException", too_many.error().code);
   EXPECT_EQ("service names can have at most 10 items.", too_many.error().message);
 
-  auto no_cluster = api_->DescribeServices({{"cluster", "nope"}, {"services", Json::array({"a"})}}, ctx_);
+  auto no_cluster =
+      api_->DescribeServices({{"cluster", "nope"}, {"services", Json::array({"a"})}}, ctx_);
   ASSERT_FALSE(no_cluster.ok());
   EXPECT_EQ("ClusterNotFoundException", no_cluster.error().code);
 }
