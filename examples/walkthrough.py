@@ -157,6 +157,7 @@ class Walkthrough:
         tg = self.elb.create_target_group(Name="my-targets", Protocol="HTTP", Port=80,
                                           VpcId="vpc-0berth00000000000", TargetType="ip",
                                           HealthCheckPath="/", HealthCheckIntervalSeconds=5,
+                                          HealthCheckTimeoutSeconds=2,
                                           HealthyThresholdCount=2)["TargetGroups"][0]
         self.elb.modify_target_group_attributes(
             TargetGroupArn=tg["TargetGroupArn"],
@@ -249,8 +250,8 @@ class Walkthrough:
         self.step("Create the ECR repository my-ecr-repo", self.create_repository)
         self.step("Push the sample image with skopeo", self.push_image)
         self.step("Create the ECS cluster my-ecs-cluster", self.create_cluster)
-        self.step("Show what AWS answers to a user's first mistakes", self.first_mistakes)
         self.step("Register the Fargate task definition", self.register_task_definition)
+        self.step("Show what AWS answers to a user's first mistakes", self.first_mistakes)
         self.step("Create a load balancer, target group and listener", self.create_load_balancer)
         self.step("Create the service with 2 tasks behind the load balancer",
                   self.create_service)

@@ -26,10 +26,13 @@
 #include "elb/query_route.h"
 #include "server/http_server.h"
 #include "server/internal_route.h"
+#include "server/lb_binder.h"
 #include "server/local_agent.h"
 #include "store/store.h"
 
 namespace berth {
+
+using Json = nlohmann::json;
 
 void SetUpLogging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("berthd");
@@ -52,6 +55,7 @@ struct Daemon::Impl {
   std::shared_ptr<InternalRoute> internal;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<LocalAgent> agent;
+  std::unique_ptr<LoadBalancerBinder> lb_binder;
   std::string node_token;
   // Periodic housekeeping (log retention).
   std::thread sweeper;
@@ -185,6 +189,15 @@ Status Daemon::Start() {
   impl_->services =
       std::make_unique<ecs::ServiceController>(*impl_->store, impl_->ecs->task_manager());
   impl_->services->Start();
+  {
+    elb::TargetRegistry* targets = impl_->elb.get();
+    impl_->ecs->SetTargetGroupValidator([targets](const Json& lbs, const Json& td) {
+      return CheckServiceTargetGroups(*targets, lbs, td);
+    });
+    impl_->lb_binder = std::make_unique<LoadBalancerBinder>(
+        *impl_->store, impl_->ecs->task_manager(), *impl_->elb);
+    impl_->lb_binder->Start();
+  }
   impl_->node_token = *node_token;
   impl_->sweeper = std::thread([impl = impl_.get()] {
     std::unique_lock lock(impl->sweep_mu);
@@ -218,6 +231,10 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->lb_binder) {
+    impl_->lb_binder->Stop();
+    impl_->lb_binder.reset();
+  }
   if (impl_->services) {
     impl_->services->Stop();
     impl_->services.reset();
