@@ -23,6 +23,7 @@
 #include "server/http_server.h"
 #include "server/internal_route.h"
 #include "server/local_agent.h"
+#include "server/task_stats_route.h"
 #include "store/store.h"
 
 namespace berth {
@@ -43,6 +44,7 @@ struct Daemon::Impl {
   std::unique_ptr<registry::EcrApi> ecr;
   std::unique_ptr<logs::LogStore> logs;
   std::shared_ptr<InternalRoute> internal;
+  std::shared_ptr<TaskStatsRoute> task_stats;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<LocalAgent> agent;
   std::string node_token;
@@ -140,6 +142,8 @@ Status Daemon::Start() {
   // The agent route lives under /_berth/ too, so it goes before the internal route.
   impl_->agent_route = std::make_shared<ecs::AgentRoute>(impl_->ecs->tasks(), *node_token);
   impl_->server->AddRoute(impl_->agent_route);
+  impl_->task_stats = std::make_shared<TaskStatsRoute>(keys, config_.region);
+  impl_->server->AddRoute(impl_->task_stats);
   impl_->server->AddRoute(impl_->internal);
 
   impl_->server->AddRoute(std::make_shared<registry::OciRoute>(*impl_->registry));
@@ -187,6 +191,9 @@ Status Daemon::Start() {
       spdlog::error("event=agent_start_failed error=\"{}\"", started.error().message);
       return started;
     }
+    LocalAgent* local = impl_->agent.get();
+    impl_->task_stats->SetSource(
+        [local](const std::string& id) { return local->StatsForTask(id); });
   }
   impl_->internal->SetReady(true);
   spdlog::info("event=listening address={} data_dir={} region={} account={}", address_,
@@ -195,6 +202,9 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->task_stats) {
+    impl_->task_stats->SetSource(nullptr);
+  }
   if (impl_->agent) {
     impl_->agent->Stop(config_.stop_tasks_on_exit);
     impl_->agent.reset();
