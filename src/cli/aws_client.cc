@@ -25,13 +25,17 @@ ServiceInfo InfoOf(Service service) {
 }
 
 Error Unreachable(const Settings& settings, const Error& transport) {
-  return Error{0, "TransportError",
-               "cannot reach berthd at " + settings.endpoint + ": " + transport.message, {}};
+  return Error{0,
+               "TransportError",
+               "cannot reach berthd at " + settings.endpoint + ": " + transport.message,
+               {}};
 }
 
 }  // namespace
 
-Error LocalError(std::string message) { return Error{1, "", std::move(message), {}}; }
+Error LocalError(std::string message) {
+  return Error{1, "", std::move(message), {}};
+}
 
 std::string DescribeError(const Error& error) {
   if (error.code.empty() || error.code == "TransportError" || error.code == "NoCredentials" ||

@@ -4,9 +4,8 @@
 // signed /_berth/ endpoints, and the one-line rendering of their errors.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/settings.h"
 #include "common/result.h"

@@ -21,6 +21,7 @@ struct ImagePushOptions {
   std::string chunk_size = "8MiB";
   bool quiet = false;
 };
+
 Status RunImagePush(const GlobalFlags& flags, const ImagePushOptions& options);
 
 struct PsOptions {
@@ -28,6 +29,7 @@ struct PsOptions {
   bool all = false;
   bool quiet = false;  ///< task ids only
 };
+
 Status RunPs(const GlobalFlags& flags, const PsOptions& options);
 
 struct LogsOptions {
@@ -38,6 +40,7 @@ struct LogsOptions {
   bool timestamps = false;
   std::string cluster;
 };
+
 Status RunLogs(const GlobalFlags& flags, const LogsOptions& options);
 
 struct StatsOptions {
@@ -46,11 +49,13 @@ struct StatsOptions {
   bool no_stream = false;
   double interval = 1.0;  ///< seconds between the two samples of a CPU reading
 };
+
 Status RunStats(const GlobalFlags& flags, const StatsOptions& options);
 
 struct EnvOptions {
   bool unset = false;
 };
+
 Status RunEnv(const GlobalFlags& flags, const EnvOptions& options);
 
 /// Parses "8MiB", "512k", "1M", "1048576" into bytes (binary multiples).

@@ -28,12 +28,9 @@ Status RunEnv(const GlobalFlags& flags, const EnvOptions& options) {
   const std::string credentials = data_dir + "/credentials";
   const std::string config = data_dir + "/config";
   const std::vector<std::pair<std::string, std::string>> vars = {
-      {"BERTH_ENDPOINT", s.endpoint},
-      {"BERTH_DATA_DIR", data_dir},
-      {"AWS_ENDPOINT_URL", s.endpoint},
-      {"AWS_SHARED_CREDENTIALS_FILE", credentials},
-      {"AWS_CONFIG_FILE", config},
-      {"AWS_REGION", s.region},
+      {"BERTH_ENDPOINT", s.endpoint},   {"BERTH_DATA_DIR", data_dir},
+      {"AWS_ENDPOINT_URL", s.endpoint}, {"AWS_SHARED_CREDENTIALS_FILE", credentials},
+      {"AWS_CONFIG_FILE", config},      {"AWS_REGION", s.region},
       {"AWS_DEFAULT_REGION", s.region},
   };
 

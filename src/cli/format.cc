@@ -130,8 +130,7 @@ std::string RenderProgress(const std::string& label, uint64_t done, uint64_t tot
   }
   char pct[8];
   std::snprintf(pct, sizeof(pct), "%3d%%", static_cast<int>(fraction * 100));
-  return label + "  [" + bar + "]  " + FormatBytes(done) + " / " + FormatBytes(total) + "  " +
-         pct;
+  return label + "  [" + bar + "]  " + FormatBytes(done) + " / " + FormatBytes(total) + "  " + pct;
 }
 
 std::string ShellQuote(const std::string& value) {

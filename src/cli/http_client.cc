@@ -78,8 +78,8 @@ Result<Url> Url::Parse(const std::string& text) {
   }
   size_t host_start = scheme_end + 3;
   size_t path_start = text.find_first_of("/?", host_start);
-  u.host = text.substr(host_start, path_start == std::string::npos ? std::string::npos
-                                                                     : path_start - host_start);
+  u.host = text.substr(
+      host_start, path_start == std::string::npos ? std::string::npos : path_start - host_start);
   if (u.host.empty()) {
     return ClientError("InvalidEndpoint", "no host in URL '" + text + "'");
   }
@@ -158,8 +158,7 @@ Result<HttpResponse> Perform(const HttpRequest& request) {
   } else {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
   }
 
   CURLcode rc = curl_easy_perform(h);

@@ -19,10 +19,15 @@ namespace {
 class SilentProgress : public PushProgress {
  public:
   void Exists(const BlobToPush&) override {}
+
   void Start(const BlobToPush&) override {}
+
   void Advance(uint64_t) override {}
+
   void Resume(uint64_t, const std::string&) override {}
+
   void Done(double) override {}
+
   void Note(const std::string&) override {}
 };
 
@@ -34,8 +39,8 @@ Status CheckRepository(const AwsClient& ecr, const std::string& repository) {
   if (!out.ok()) {
     Error e = out.error();
     if (e.code == "RepositoryNotFoundException") {
-      e.message += " (create it first: aws ecr create-repository --repository-name " +
-                   repository + ")";
+      e.message +=
+          " (create it first: aws ecr create-repository --repository-name " + repository + ")";
     }
     return e;
   }

@@ -13,10 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/aws_client.h"
 #include "registry/digest.h"
@@ -135,19 +134,18 @@ class Layout {
     if (!config.ok()) {
       return config.error();
     }
-    AddBlob(plan, BlobToPush{Str(manifest["config"], "digest"),
-                             fs::file_size(*config), Str(manifest["config"], "mediaType"),
-                             *config, "config"});
+    AddBlob(plan, BlobToPush{Str(manifest["config"], "digest"), fs::file_size(*config),
+                             Str(manifest["config"], "mediaType"), *config, "config"});
     const auto& layers = manifest["layers"];
     for (size_t i = 0; i < layers.size(); ++i) {
       auto path = BlobPath(layers[i]);
       if (!path.ok()) {
         return path.error();
       }
-      AddBlob(plan, BlobToPush{Str(layers[i], "digest"), fs::file_size(*path),
-                               Str(layers[i], "mediaType"), *path,
-                               "layer " + std::to_string(i + 1) + "/" +
-                                   std::to_string(layers.size())});
+      AddBlob(plan,
+              BlobToPush{Str(layers[i], "digest"), fs::file_size(*path),
+                         Str(layers[i], "mediaType"), *path,
+                         "layer " + std::to_string(i + 1) + "/" + std::to_string(layers.size())});
     }
     return Ok();
   }
@@ -220,6 +218,7 @@ Result<std::string> ReadEntry(archive* a, const std::string& file, const std::st
 class LayerWriter {
  public:
   explicit LayerWriter(std::string dest) : dest_(std::move(dest)) {}
+
   ~LayerWriter() {
     if (fd_ >= 0) {
       ::close(fd_);
@@ -268,13 +267,17 @@ class LayerWriter {
   }
 
   const std::string& media_type() const { return media_type_; }
+
   std::string digest() const { return hash_.Digest(); }
+
   uint64_t size() const { return size_; }
 
  private:
   Status Decide() {
     decided_ = true;
-    auto byte = [&](size_t i) { return i < head_.size() ? static_cast<uint8_t>(head_[i]) : 0; };
+    auto byte = [&](size_t i) {
+      return i < head_.size() ? static_cast<uint8_t>(head_[i]) : 0;
+    };
     if (byte(0) == 0x1f && byte(1) == 0x8b) {
       media_type_ = kOciLayerGzip;
     } else if (byte(0) == 0x28 && byte(1) == 0xb5 && byte(2) == 0x2f && byte(3) == 0xfd) {
@@ -284,8 +287,8 @@ class LayerWriter {
       std::memset(&zs_, 0, sizeof(zs_));
       // windowBits 15 + 16: a gzip wrapper with a zero mtime, so the output
       // depends on the input alone.
-      if (deflateInit2(&zs_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
-                       Z_DEFAULT_STRATEGY) != Z_OK) {
+      if (deflateInit2(&zs_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+          Z_OK) {
         return LocalError("cannot start gzip compression");
       }
       deflating_ = true;
@@ -401,8 +404,8 @@ Result<ArchiveImage> PickArchiveImage(const Json& manifest, const std::string& f
     }
     all.insert(all.end(), img.repo_tags.begin(), img.repo_tags.end());
   }
-  return LocalError(file + " holds " + std::to_string(images.size()) +
-                    " images; pick one as " + file + ":<tag> (tags: " + Joined(all) + ")");
+  return LocalError(file + " holds " + std::to_string(images.size()) + " images; pick one as " +
+                    file + ":<tag> (tags: " + Joined(all) + ")");
 }
 
 }  // namespace
@@ -495,9 +498,8 @@ Result<PushPlan> LoadOciLayout(const std::string& dir, const std::string& ref,
     }
   }
   if (chosen == nullptr) {
-    return LocalError(dir + " holds " + std::to_string(manifests.size()) +
-                      " images; pick one as " + dir + ":<ref>" +
-                      (refs.empty() ? "" : " (refs: " + Joined(refs) + ")"));
+    return LocalError(dir + " holds " + std::to_string(manifests.size()) + " images; pick one as " +
+                      dir + ":<ref>" + (refs.empty() ? "" : " (refs: " + Joined(refs) + ")"));
   }
 
   PushPlan plan;
@@ -604,8 +606,8 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
   }
   PushPlan plan;
   plan.temp = *temp;
-  plan.description = "docker-archive " + file +
-                     (image->repo_tags.empty() ? "" : " (" + image->repo_tags[0] + ")");
+  plan.description =
+      "docker-archive " + file + (image->repo_tags.empty() ? "" : " (" + image->repo_tags[0] + ")");
 
   // Second pass: the config and the layers, compressed into the temp dir.
   std::string config;
@@ -651,9 +653,9 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
       }
       BERTH_TRY(writer.Finish());
       for (size_t pos : slot->second) {
-        layers[pos] = BlobToPush{writer.digest(), writer.size(), writer.media_type(), dest,
-                                 "layer " + std::to_string(pos + 1) + "/" +
-                                     std::to_string(layers.size())};
+        layers[pos] =
+            BlobToPush{writer.digest(), writer.size(), writer.media_type(), dest,
+                       "layer " + std::to_string(pos + 1) + "/" + std::to_string(layers.size())};
       }
     }
     if (rc != ARCHIVE_EOF) {
@@ -683,17 +685,16 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
     if (!layers[i]) {
       return LocalError(file + ": layer " + image->layers[i] + " is missing");
     }
-    layer_descriptors.push_back(
-        {{"mediaType", layers[i]->media_type}, {"digest", layers[i]->digest},
-         {"size", layers[i]->size}});
+    layer_descriptors.push_back({{"mediaType", layers[i]->media_type},
+                                 {"digest", layers[i]->digest},
+                                 {"size", layers[i]->size}});
     AddBlob(plan, *layers[i]);
   }
-  Json oci = {{"schemaVersion", 2},
-              {"mediaType", kOciManifest},
-              {"config", {{"mediaType", kOciConfig},
-                          {"digest", config_digest},
-                          {"size", config.size()}}},
-              {"layers", layer_descriptors}};
+  Json oci = {
+      {"schemaVersion", 2},
+      {"mediaType", kOciManifest},
+      {"config", {{"mediaType", kOciConfig}, {"digest", config_digest}, {"size", config.size()}}},
+      {"layers", layer_descriptors}};
   std::string body = oci.dump();
   plan.manifests.push_back(
       ManifestToPush{registry::Sha256Digest(body), kOciManifest, std::move(body), true});

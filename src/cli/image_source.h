@@ -37,10 +37,12 @@ class TempDir {
   /// Creates a fresh directory under $TMPDIR (or /tmp).
   static Result<std::shared_ptr<TempDir>> Create(const std::string& prefix);
   ~TempDir();
+
   const std::string& path() const { return path_; }
 
  private:
   explicit TempDir(std::string path) : path_(std::move(path)) {}
+
   std::string path_;
 };
 

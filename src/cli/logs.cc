@@ -80,9 +80,8 @@ Result<std::vector<Stream>> StreamsOf(const AwsClient& ecs, const Json& task,
 Status Drain(const AwsClient& logs, Stream& stream, int64_t since_ms, bool prefix,
              bool timestamps) {
   for (;;) {
-    Json in = {{"logGroupName", stream.group},
-               {"logStreamName", stream.name},
-               {"startFromHead", true}};
+    Json in = {
+        {"logGroupName", stream.group}, {"logStreamName", stream.name}, {"startFromHead", true}};
     if (!stream.token.empty()) {
       in["nextToken"] = stream.token;
     } else if (since_ms > 0) {
@@ -176,8 +175,7 @@ Status RunLogs(const GlobalFlags& flags, const LogsOptions& options) {
       if (!now.ok()) {
         return now.error();
       }
-      stopped = (*now)["tasks"].empty() ||
-                (*now)["tasks"][0].value("lastStatus", "") == "STOPPED";
+      stopped = (*now)["tasks"].empty() || (*now)["tasks"][0].value("lastStatus", "") == "STOPPED";
     }
   }
 }

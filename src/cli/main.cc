@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // berth: the command-line client for what the AWS CLI lacks (pushing images
 // from files, a task overview, logs, live stats and the environment setup).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/aws_client.h"
 #include "cli/commands.h"
@@ -108,8 +107,7 @@ int Main(int argc, char** argv) {
       ->type_name("TASK");
   logs->add_flag("-f,--follow", logs_opts.follow,
                  "keep printing new lines until interrupted or the task has stopped");
-  logs->add_option("--container", logs_opts.container, "only this container")
-      ->type_name("NAME");
+  logs->add_option("--container", logs_opts.container, "only this container")->type_name("NAME");
   logs->add_option("--since", logs_opts.since, "only lines from this long ago on, e.g. 10m")
       ->type_name("DURATION");
   logs->add_flag("-t,--timestamps", logs_opts.timestamps, "prefix each line with its time");

@@ -31,7 +31,9 @@ std::string TaskIp(const Json& task) {
   return "";
 }
 
-std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+std::string OrDash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
 
 double Timestamp(const Json& task, const char* key) {
   auto it = task.find(key);
@@ -70,12 +72,9 @@ Status RunPs(const GlobalFlags& flags, const PsOptions& options) {
     if (desired == "STOPPED" && status != "STOPPED") {
       status += " (stopping)";
     }
-    rows.push_back({LastSegment(t.value("taskArn", "")),
-                    LastSegment(t.value("clusterArn", "")),
-                    LastSegment(t.value("taskDefinitionArn", "")),
-                    status,
-                    OrDash(t.value("healthStatus", "")),
-                    OrDash(TaskIp(t)),
+    rows.push_back({LastSegment(t.value("taskArn", "")), LastSegment(t.value("clusterArn", "")),
+                    LastSegment(t.value("taskDefinitionArn", "")), status,
+                    OrDash(t.value("healthStatus", "")), OrDash(TaskIp(t)),
                     t.value("cpu", "-") + "/" + t.value("memory", "-"),
                     FormatAge(now - Timestamp(t, "createdAt"))});
   }

@@ -8,9 +8,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/aws_client.h"
 #include "cli/format.h"
@@ -31,11 +30,13 @@ bool ValidRepositoryChar(char c) {
 class FileReader {
  public:
   explicit FileReader(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {}
+
   ~FileReader() {
     if (fd_ >= 0) {
       ::close(fd_);
     }
   }
+
   bool ok() const { return fd_ >= 0; }
 
   // Reads up to `size` bytes at `offset`; -1 on error.
@@ -61,12 +62,14 @@ class TerminalProgress : public PushProgress {
     std::fprintf(out_, "%s  %-10s  already exists\n", ShortDigest(blob.digest).c_str(),
                  blob.label.c_str());
   }
+
   void Start(const BlobToPush& blob) override {
     label_ = ShortDigest(blob.digest) + "  " + Pad(blob.label);
     total_ = blob.size;
     last_draw_ = {};
     Advance(0);
   }
+
   void Advance(uint64_t done) override {
     auto now = Clock::now();
     if (done < total_ && now - last_draw_ < std::chrono::milliseconds(80)) {
@@ -76,23 +79,27 @@ class TerminalProgress : public PushProgress {
     std::fprintf(out_, "\r%s\x1b[K", RenderProgress(label_, done, total_, 30).c_str());
     std::fflush(out_);
   }
+
   void Resume(uint64_t offset, const std::string& reason) override {
     std::fprintf(out_, "\r\x1b[K%s  interrupted (%s); resuming at %s\n", label_.c_str(),
                  reason.c_str(), FormatBytes(offset).c_str());
     last_draw_ = {};
     Advance(offset);
   }
+
   void Done(double seconds) override {
     last_draw_ = {};
     Advance(total_);
     std::fprintf(out_, "  %.1fs\n", seconds);
   }
+
   void Note(const std::string& line) override { std::fprintf(out_, "%s\n", line.c_str()); }
 
  private:
   static std::string Pad(const std::string& s) {
     return s.size() >= 10 ? s : s + std::string(10 - s.size(), ' ');
   }
+
   std::FILE* out_;
   std::string label_;
   uint64_t total_ = 0;
@@ -107,23 +114,28 @@ class LineProgress : public PushProgress {
     std::fprintf(out_, "%s %s: already exists\n", blob.label.c_str(),
                  ShortDigest(blob.digest).c_str());
   }
+
   void Start(const BlobToPush& blob) override {
     prefix_ = blob.label + " " + ShortDigest(blob.digest);
     total_ = blob.size;
     std::fprintf(out_, "%s: pushing %s\n", prefix_.c_str(), FormatBytes(blob.size).c_str());
     std::fflush(out_);
   }
+
   void Advance(uint64_t) override {}
+
   void Resume(uint64_t offset, const std::string& reason) override {
     std::fprintf(out_, "%s: interrupted (%s); resuming at byte %llu\n", prefix_.c_str(),
                  reason.c_str(), static_cast<unsigned long long>(offset));
     std::fflush(out_);
   }
+
   void Done(double seconds) override {
     std::fprintf(out_, "%s: pushed %s in %.1fs\n", prefix_.c_str(), FormatBytes(total_).c_str(),
                  seconds);
     std::fflush(out_);
   }
+
   void Note(const std::string& line) override {
     std::fprintf(out_, "%s\n", line.c_str());
     std::fflush(out_);
@@ -174,11 +186,11 @@ Result<PushTarget> PushTarget::Parse(const std::string& text) {
     return LocalError("invalid repository name in '" + text +
                       "' (lower-case letters, digits, '.', '_', '-' and '/')");
   }
-  bool tag_ok = !t.tag.empty() && t.tag.size() <= 128 && t.tag[0] != '.' && t.tag[0] != '-' &&
-                std::all_of(t.tag.begin(), t.tag.end(), [](char c) {
-                  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-                         c == '-';
-                });
+  bool tag_ok =
+      !t.tag.empty() && t.tag.size() <= 128 && t.tag[0] != '.' && t.tag[0] != '-' &&
+      std::all_of(t.tag.begin(), t.tag.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+      });
   if (!tag_ok) {
     return LocalError("invalid tag in '" + text + "'");
   }
@@ -243,7 +255,9 @@ RegistryPusher::RegistryPusher(std::string endpoint, std::string repository,
       options_(options),
       progress_(progress) {}
 
-std::string RegistryPusher::BlobsUrl() const { return endpoint_ + "/v2/" + repository_ + "/blobs/"; }
+std::string RegistryPusher::BlobsUrl() const {
+  return endpoint_ + "/v2/" + repository_ + "/blobs/";
+}
 
 Result<bool> RegistryPusher::HasBlob(const std::string& digest) {
   HttpRequest req;
@@ -253,8 +267,10 @@ Result<bool> RegistryPusher::HasBlob(const std::string& digest) {
   req.timeout_ms = 30000;
   auto resp = Perform(req);
   if (!resp.ok()) {
-    return Error{0, "TransportError",
-                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message, {}};
+    return Error{0,
+                 "TransportError",
+                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message,
+                 {}};
   }
   if (resp->status == 200) {
     return true;
@@ -266,8 +282,10 @@ Result<bool> RegistryPusher::HasBlob(const std::string& digest) {
   if (resp->status == 401) {
     return Error{401, "UNAUTHORIZED", "the registry refused the ECR token", {}};
   }
-  return Error{static_cast<int>(resp->status), "HTTP" + std::to_string(resp->status),
-               "HEAD " + digest + " failed", {}};
+  return Error{static_cast<int>(resp->status),
+               "HTTP" + std::to_string(resp->status),
+               "HEAD " + digest + " failed",
+               {}};
 }
 
 Result<std::string> RegistryPusher::StartUpload() {
@@ -278,8 +296,10 @@ Result<std::string> RegistryPusher::StartUpload() {
   req.timeout_ms = 30000;
   auto resp = Perform(req);
   if (!resp.ok()) {
-    return Error{0, "TransportError",
-                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message, {}};
+    return Error{0,
+                 "TransportError",
+                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message,
+                 {}};
   }
   if (resp->status != 202 || resp->Header("Location").empty()) {
     return ParseRegistryError(resp->status, resp->body);
@@ -303,8 +323,10 @@ Result<uint64_t> RegistryPusher::QueryOffset(const std::string& location,
   }
   auto offset = OffsetFromRange(resp->Header("Range"));
   if (!offset) {
-    return Error{static_cast<int>(resp->status), "RANGE_INVALID",
-                 "the upload status has no usable Range header", {}};
+    return Error{static_cast<int>(resp->status),
+                 "RANGE_INVALID",
+                 "the upload status has no usable Range header",
+                 {}};
   }
   if (!resp->Header("Location").empty()) {
     new_location = ResolveLocation(endpoint_, resp->Header("Location"));
@@ -333,7 +355,8 @@ Status RegistryPusher::UploadBlob(const BlobToPush& blob) {
   auto recover = [&](const std::string& reason, bool zero_zero_is_one) -> Status {
     ++failures;
     if (failures >= options_.max_attempts) {
-      return Error{0, "TransportError",
+      return Error{0,
+                   "TransportError",
                    "push " + ShortDigest(blob.digest) + ": giving up after " +
                        std::to_string(failures) + " failed attempts: " + reason,
                    {}};
@@ -455,7 +478,8 @@ Status RegistryPusher::UploadBlob(const BlobToPush& blob) {
     ++failures;
     if (failures >= options_.max_attempts) {
       return resp.ok() ? ParseRegistryError(resp->status, resp->body)
-                       : Error{0, "TransportError",
+                       : Error{0,
+                               "TransportError",
                                "push " + ShortDigest(blob.digest) + ": " + resp.error().message,
                                {}};
     }
@@ -476,8 +500,10 @@ Result<std::string> RegistryPusher::PutManifest(const ManifestToPush& manifest,
   req.timeout_ms = 60000;
   auto resp = Perform(req);
   if (!resp.ok()) {
-    return Error{0, "TransportError",
-                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message, {}};
+    return Error{0,
+                 "TransportError",
+                 "cannot reach the registry at " + endpoint_ + ": " + resp.error().message,
+                 {}};
   }
   if (resp->status != 201) {
     return ParseRegistryError(resp->status, resp->body);

@@ -17,9 +17,9 @@ namespace berth::cli {
 namespace {
 
 struct Sample {
-  double read = 0;          // epoch seconds on berthd
-  uint64_t cpu_ns = 0;      // cumulative cpu time of the task
-  uint64_t memory = 0;      // in use, without the inactive page cache
+  double read = 0;      // epoch seconds on berthd
+  uint64_t cpu_ns = 0;  // cumulative cpu time of the task
+  uint64_t memory = 0;  // in use, without the inactive page cache
   uint64_t limit = 0;
   uint64_t pids = 0;
 };
@@ -146,7 +146,10 @@ Status RunStats(const GlobalFlags& flags, const StatsOptions& options) {
     for (const auto& t : *tasks) {
       if (t.value("lastStatus", "") == "RUNNING") {
         rows.push_back(Row{LastSegment(t.value("taskArn", "")),
-                           LastSegment(t.value("taskDefinitionArn", "")), {}, {}, ""});
+                           LastSegment(t.value("taskDefinitionArn", "")),
+                           {},
+                           {},
+                           ""});
       }
     }
   } else {
@@ -159,7 +162,10 @@ Status RunStats(const GlobalFlags& flags, const StatsOptions& options) {
         return LocalError("task " + LastSegment(t->value("taskArn", "")) + " is STOPPED");
       }
       rows.push_back(Row{LastSegment(t->value("taskArn", "")),
-                         LastSegment(t->value("taskDefinitionArn", "")), {}, {}, ""});
+                         LastSegment(t->value("taskDefinitionArn", "")),
+                         {},
+                         {},
+                         ""});
     }
   }
 

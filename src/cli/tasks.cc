@@ -39,7 +39,8 @@ Result<std::vector<Json>> Describe(const AwsClient& ecs, const std::string& clus
     for (size_t j = i; j < std::min(arns.size(), i + kDescribeBatch); ++j) {
       batch.push_back(arns[j]);
     }
-    auto out = ecs.Call(Service::kEcs, "DescribeTasks", Json{{"cluster", cluster}, {"tasks", batch}});
+    auto out =
+        ecs.Call(Service::kEcs, "DescribeTasks", Json{{"cluster", cluster}, {"tasks", batch}});
     if (!out.ok()) {
       return out.error();
     }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server/task_stats_route.h"
 
-#include <mutex>
-
 #include <spdlog/spdlog.h>
+
+#include <mutex>
 
 #include "api/aws_json_route.h"
 #include "common/time_util.h"
@@ -41,7 +41,9 @@ http::Response TaskStatsRoute::RenderError(const http::Request& request, const E
 }
 
 http::Response TaskStatsRoute::Serve(http::Request& request, http::BodySink* sink) {
-  auto fail = [&](const Error& e) { return RenderError(request, e); };
+  auto fail = [&](const Error& e) {
+    return RenderError(request, e);
+  };
   if (request.method != "GET") {
     return fail(Error{405, "UnsupportedOperation", "only GET is served here", {}});
   }
@@ -72,19 +74,23 @@ http::Response TaskStatsRoute::Serve(http::Request& request, http::BodySink* sin
   {
     std::shared_lock lock(mu_);
     if (!source_) {
-      return fail(Error{503, "ServiceUnavailableException",
-                        "this berthd runs no node agent, so it has no task stats", {}});
+      return fail(Error{503,
+                        "ServiceUnavailableException",
+                        "this berthd runs no node agent, so it has no task stats",
+                        {}});
     }
     stats = source_(task_id);
   }
   if (!stats) {
-    return fail(Error{404, "TaskNotFoundException",
-                      "task " + task_id + " is not running on this berthd's node", {}});
+    return fail(Error{404,
+                      "TaskNotFoundException",
+                      "task " + task_id + " is not running on this berthd's node",
+                      {}});
   }
   http::Response r;
   r.SetHeader("Content-Type", "application/json");
-  r.body = nlohmann::json{{"taskId", task_id}, {"read", NowEpochSeconds()}, {"task", *stats}}
-               .dump();
+  r.body =
+      nlohmann::json{{"taskId", task_id}, {"read", NowEpochSeconds()}, {"task", *stats}}.dump();
   spdlog::debug("request_id={} api=task_stats task={} status=200", request.request_id, task_id);
   return r;
 }

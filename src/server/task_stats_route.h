@@ -14,11 +14,10 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <shared_mutex>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "api/sigv4.h"
 #include "server/http_types.h"
@@ -39,6 +38,7 @@ class TaskStatsRoute : public http::Route {
   bool Matches(const http::Request& head) const override {
     return head.path.rfind("/_berth/tasks/", 0) == 0;
   }
+
   http::Response Serve(http::Request& request, http::BodySink* sink) override;
   http::Response RenderError(const http::Request& request, const Error& error) override;
 

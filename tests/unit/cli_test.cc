@@ -2,14 +2,12 @@
 // images from OCI layouts and docker-archives.
 #include <archive.h>
 #include <archive_entry.h>
-#include <zlib.h>
-
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/aws_client.h"
@@ -45,11 +43,14 @@ class TempDirTest : public ::testing::Test {
     ASSERT_TRUE(t.ok());
     temp_ = *t;
   }
+
   std::string Path(const std::string& name) const { return temp_->path() + "/" + name; }
+
   void Write(const std::string& name, const std::string& content) const {
     fs::create_directories(fs::path(Path(name)).parent_path());
     std::ofstream(Path(name), std::ios::binary) << content;
   }
+
   std::shared_ptr<TempDir> temp_;
 };
 
@@ -67,8 +68,9 @@ TEST(IniTest, ParsesSectionsKeysAndComments) {
 using SettingsTest = TempDirTest;
 
 TEST_F(SettingsTest, DataDirCredentialsAndRegionByDefault) {
-  Write("data/credentials", "[default]\naws_access_key_id = AKIADATA\n"
-                            "aws_secret_access_key = datasecret\n");
+  Write("data/credentials",
+        "[default]\naws_access_key_id = AKIADATA\n"
+        "aws_secret_access_key = datasecret\n");
   Write("data/config", "[default]\nregion = eu-central-1\n");
   GlobalFlags flags;
   flags.data_dir = Path("data") + "/";
@@ -83,11 +85,13 @@ TEST_F(SettingsTest, DataDirCredentialsAndRegionByDefault) {
 }
 
 TEST_F(SettingsTest, EnvironmentWinsOverFiles) {
-  Write("data/credentials", "[default]\naws_access_key_id = AKIADATA\n"
-                            "aws_secret_access_key = datasecret\n");
-  Write("shared", "[default]\naws_access_key_id = AKIASHARED\n"
-                  "aws_secret_access_key = sharedsecret\n[other]\naws_access_key_id = AKIAO\n"
-                  "aws_secret_access_key = o\n");
+  Write("data/credentials",
+        "[default]\naws_access_key_id = AKIADATA\n"
+        "aws_secret_access_key = datasecret\n");
+  Write("shared",
+        "[default]\naws_access_key_id = AKIASHARED\n"
+        "aws_secret_access_key = sharedsecret\n[other]\naws_access_key_id = AKIAO\n"
+        "aws_secret_access_key = o\n");
   auto env = FakeEnv({{"BERTH_DATA_DIR", Path("data")},
                       {"BERTH_ENDPOINT", "127.0.0.1:9999/"},
                       {"AWS_DEFAULT_REGION", "ap-south-1"},
@@ -230,7 +234,9 @@ TEST(TaskArnTest, SplitsArns) {
 
 // ---- image sources ----
 
-std::string Digest(const std::string& data) { return registry::Sha256Digest(data); }
+std::string Digest(const std::string& data) {
+  return registry::Sha256Digest(data);
+}
 
 class ImageSourceTest : public TempDirTest {
  protected:
@@ -244,19 +250,19 @@ class ImageSourceTest : public TempDirTest {
   json WriteLayout(const std::string& layout, const std::vector<std::string>& refs) {
     std::string config = R"({"architecture":"amd64","os":"linux"})";
     std::string layer = "not really a tarball";
-    json manifest = {{"schemaVersion", 2},
-                     {"mediaType", kOciManifest},
-                     {"config", {{"mediaType", kOciConfig},
-                                 {"digest", AddBlob(layout, config)},
-                                 {"size", config.size()}}},
-                     {"layers", json::array({{{"mediaType", kOciLayerGzip},
-                                              {"digest", AddBlob(layout, layer)},
-                                              {"size", layer.size()}}})}};
+    json manifest = {
+        {"schemaVersion", 2},
+        {"mediaType", kOciManifest},
+        {"config",
+         {{"mediaType", kOciConfig}, {"digest", AddBlob(layout, config)}, {"size", config.size()}}},
+        {"layers", json::array({{{"mediaType", kOciLayerGzip},
+                                 {"digest", AddBlob(layout, layer)},
+                                 {"size", layer.size()}}})}};
     std::string body = manifest.dump();
     json index = {{"schemaVersion", 2}, {"manifests", json::array()}};
     for (const auto& ref : refs) {
-      json d = {{"mediaType", kOciManifest}, {"digest", AddBlob(layout, body)},
-                {"size", body.size()}};
+      json d = {
+          {"mediaType", kOciManifest}, {"digest", AddBlob(layout, body)}, {"size", body.size()}};
       if (!ref.empty()) {
         d["annotations"] = {{kRefNameAnnotation, ref}};
       }
@@ -300,8 +306,8 @@ TEST_F(ImageSourceTest, OciLayoutRefSelection) {
 
 TEST_F(ImageSourceTest, OciLayoutMissingOrCorruptBlobIsAnError) {
   json manifest = WriteLayout("oci", {""});
-  fs::remove(Path("oci/blobs/sha256/" +
-                  manifest["layers"][0]["digest"].get<std::string>().substr(7)));
+  fs::remove(
+      Path("oci/blobs/sha256/" + manifest["layers"][0]["digest"].get<std::string>().substr(7)));
   auto plan = LoadImage(Path("oci"), "latest");
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(std::string::npos, plan.error().message.find("missing from the layout"));
@@ -358,7 +364,8 @@ std::string ReadFile(const std::string& path) {
 }
 
 // Writes a tar with regular members and symbolic links.
-void WriteTar(const std::string& path, const std::vector<std::pair<std::string, std::string>>& files,
+void WriteTar(const std::string& path,
+              const std::vector<std::pair<std::string, std::string>>& files,
               const std::vector<std::pair<std::string, std::string>>& links = {}) {
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -395,7 +402,9 @@ TEST_F(ImageSourceTest, DockerArchiveBecomesAnOciManifestWithGzipLayers) {
                                 {"Layers", {"l1/layer.tar", "l2/layer.tar", "l3/layer.tar"}}}});
   // manifest.json last, as docker save and the sample build write it.
   WriteTar(Path("img.tar"),
-           {{"cfg.json", config}, {"l1/layer.tar", layer1}, {"l2/layer.tar", layer2},
+           {{"cfg.json", config},
+            {"l1/layer.tar", layer1},
+            {"l2/layer.tar", layer2},
             {"manifest.json", manifest.dump()}},
            {{"l3/layer.tar", "../l1/layer.tar"}});
   auto plan = LoadImage(Path("img.tar"), "latest");
@@ -432,12 +441,13 @@ TEST_F(ImageSourceTest, DockerArchiveBecomesAnOciManifestWithGzipLayers) {
 
 TEST_F(ImageSourceTest, DockerArchiveKeepsCompressedLayersAndPicksByTag) {
   std::string gz = std::string("\x1f\x8b\x08\x00", 4) + "rest-of-gzip";
-  json manifest = json::array({{{"Config", "a.json"}, {"RepoTags", {"one:v1"}},
-                                {"Layers", {"x.tar.gz"}}},
-                               {{"Config", "b.json"}, {"RepoTags", {"two:v2"}},
-                                {"Layers", {"x.tar.gz"}}}});
-  WriteTar(Path("multi.tar"), {{"manifest.json", manifest.dump()}, {"a.json", "{\"a\":1}"},
-                               {"b.json", "{\"b\":2}"}, {"x.tar.gz", gz}});
+  json manifest =
+      json::array({{{"Config", "a.json"}, {"RepoTags", {"one:v1"}}, {"Layers", {"x.tar.gz"}}},
+                   {{"Config", "b.json"}, {"RepoTags", {"two:v2"}}, {"Layers", {"x.tar.gz"}}}});
+  WriteTar(Path("multi.tar"), {{"manifest.json", manifest.dump()},
+                               {"a.json", "{\"a\":1}"},
+                               {"b.json", "{\"b\":2}"},
+                               {"x.tar.gz", gz}});
   auto plan = LoadImage(Path("multi.tar") + ":two:v2", "latest");
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(Digest("{\"b\":2}"), plan->blobs[0].digest);

@@ -85,11 +85,9 @@ TEST_F(TaskStatsRouteTest, UnsignedRequestIsRefused) {
 TEST_F(TaskStatsRouteTest, WrongServiceOrRegionIsRefused) {
   route_->SetSource([](const std::string&) { return std::optional<json>(json::object()); });
   auto logs = Get(std::string("/_berth/tasks/") + kTask + "/stats", "logs");
-  EXPECT_EQ("InvalidSignatureException",
-            json::parse(route_->Serve(logs, nullptr).body)["__type"]);
+  EXPECT_EQ("InvalidSignatureException", json::parse(route_->Serve(logs, nullptr).body)["__type"]);
   auto west = Get(std::string("/_berth/tasks/") + kTask + "/stats", "ecs", "eu-west-1");
-  EXPECT_EQ("InvalidSignatureException",
-            json::parse(route_->Serve(west, nullptr).body)["__type"]);
+  EXPECT_EQ("InvalidSignatureException", json::parse(route_->Serve(west, nullptr).body)["__type"]);
 }
 
 TEST_F(TaskStatsRouteTest, OtherPathsAndMethodsAreRefused) {
