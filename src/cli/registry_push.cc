@@ -278,7 +278,7 @@ Result<bool> RegistryPusher::HasBlob(const std::string& digest) {
   if (resp->status == 404) {
     return false;
   }
-  // A HEAD answer has no body: ask again with GET-less detail by status.
+  // A HEAD answer has no body to read an error from; its status has to do.
   if (resp->status == 401) {
     return Error{401, "UNAUTHORIZED", "the registry refused the ECR token", {}};
   }

@@ -226,7 +226,8 @@ def test_cli_env_points_the_aws_cli_at_berth(reg, tmp_path):
     assert p.stderr == ""
     reg.client("ecs").create_cluster(clusterName="env-check")
     # A shell that evaluates the lines reaches berth with the AWS CLI and boto3.
-    script = ('eval "$(%s env)" && aws --endpoint-url "$BERTH_ENDPOINT" ecs list-clusters '
+    script = ('eval "$(%s env)" && '
+              '/usr/bin/aws --endpoint-url "$BERTH_ENDPOINT" ecs list-clusters '
               '--output text --query "clusterArns[]" && /usr/bin/python3 -c "import boto3, os; '
               'print(boto3.client(\'ecs\', endpoint_url=os.environ[\'BERTH_ENDPOINT\'])'
               '.list_clusters()[\'clusterArns\'])"' % BERTH)
