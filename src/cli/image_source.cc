@@ -553,40 +553,139 @@ Result<PushPlan> LoadOciLayout(const std::string& dir, const std::string& ref,
   return plan;
 }
 
-Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& ref,
-                                   const std::string& target_tag) {
-  // First pass: manifest.json and the links between members.
+namespace {
+
+// What the first pass over a docker-archive finds.
+struct ArchiveIndex {
   std::string manifest_text;
-  std::map<std::string, std::string> links;
-  {
-    auto a = OpenArchive(file);
-    if (!a.ok()) {
-      return a.error();
-    }
-    archive_entry* entry = nullptr;
-    int rc;
-    while ((rc = archive_read_next_header(a->get(), &entry)) == ARCHIVE_OK) {
-      std::string name = NormalizeName(archive_entry_pathname(entry));
-      if (archive_entry_filetype(entry) == AE_IFLNK && archive_entry_symlink(entry)) {
-        links[name] = archive_entry_symlink(entry);
-      } else if (archive_entry_hardlink(entry)) {
-        links[name] = "/" + NormalizeName(archive_entry_hardlink(entry));
-      } else if (name == "manifest.json") {
-        auto text = ReadEntry(a->get(), file, name, 16 << 20);
-        if (!text.ok()) {
-          return text.error();
-        }
-        manifest_text = std::move(*text);
+  std::map<std::string, std::string> links;  // member -> link target
+};
+
+Result<ArchiveIndex> ScanArchive(const std::string& file) {
+  auto a = OpenArchive(file);
+  if (!a.ok()) {
+    return a.error();
+  }
+  ArchiveIndex index;
+  archive_entry* entry = nullptr;
+  int rc;
+  while ((rc = archive_read_next_header(a->get(), &entry)) == ARCHIVE_OK) {
+    std::string name = NormalizeName(archive_entry_pathname(entry));
+    if (archive_entry_filetype(entry) == AE_IFLNK && archive_entry_symlink(entry)) {
+      index.links[name] = archive_entry_symlink(entry);
+    } else if (archive_entry_hardlink(entry)) {
+      index.links[name] = "/" + NormalizeName(archive_entry_hardlink(entry));
+    } else if (name == "manifest.json") {
+      auto text = ReadEntry(a->get(), file, name, 16 << 20);
+      if (!text.ok()) {
+        return text.error();
       }
-    }
-    if (rc != ARCHIVE_EOF) {
-      return LocalError(file + ": " + archive_error_string(a->get()));
+      index.manifest_text = std::move(*text);
     }
   }
-  if (manifest_text.empty()) {
+  if (rc != ARCHIVE_EOF) {
+    return LocalError(file + ": " + archive_error_string(a->get()));
+  }
+  if (index.manifest_text.empty()) {
     return LocalError(file + " is not a docker-archive (no manifest.json)");
   }
-  auto manifest = ParseJson(manifest_text, file + ": manifest.json");
+  return index;
+}
+
+// Streams the current member into `dest` through a LayerWriter.
+Result<BlobToPush> CompressMember(archive* a, const std::string& file, const std::string& name,
+                                  const std::string& dest) {
+  LayerWriter writer(dest);
+  BERTH_TRY(writer.Open());
+  char buf[1 << 16];
+  while (true) {
+    la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+    if (n < 0) {
+      return LocalError(file + ": cannot read " + name + ": " + archive_error_string(a));
+    }
+    if (n == 0) {
+      break;
+    }
+    BERTH_TRY(writer.Write(buf, static_cast<size_t>(n)));
+  }
+  BERTH_TRY(writer.Finish());
+  return BlobToPush{writer.digest(), writer.size(), writer.media_type(), dest, ""};
+}
+
+// The chosen image's config and layers, read in a second pass; layers are
+// written (compressed) into `temp_dir`, bottom layer first.
+struct ArchiveBlobs {
+  std::string config;
+  std::vector<BlobToPush> layers;
+};
+
+Result<ArchiveBlobs> ExtractImage(const std::string& file, const ArchiveIndex& index,
+                                  const ArchiveImage& image, const std::string& temp_dir) {
+  const std::string config_member = ResolveMember(image.config, index.links);
+  std::map<std::string, std::vector<size_t>> layer_slots;  // member -> positions
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    layer_slots[ResolveMember(image.layers[i], index.links)].push_back(i);
+  }
+  auto a = OpenArchive(file);
+  if (!a.ok()) {
+    return a.error();
+  }
+  ArchiveBlobs out;
+  std::vector<std::optional<BlobToPush>> layers(image.layers.size());
+  archive_entry* entry = nullptr;
+  int rc;
+  int written = 0;
+  while ((rc = archive_read_next_header(a->get(), &entry)) == ARCHIVE_OK) {
+    std::string name = NormalizeName(archive_entry_pathname(entry));
+    if (index.links.count(name) != 0) {
+      continue;
+    }
+    if (name == config_member) {
+      auto text = ReadEntry(a->get(), file, name, 64 << 20);
+      if (!text.ok()) {
+        return text.error();
+      }
+      out.config = std::move(*text);
+      continue;
+    }
+    auto slot = layer_slots.find(name);
+    if (slot == layer_slots.end()) {
+      continue;
+    }
+    auto blob =
+        CompressMember(a->get(), file, name, temp_dir + "/layer-" + std::to_string(written++));
+    if (!blob.ok()) {
+      return blob.error();
+    }
+    for (size_t pos : slot->second) {
+      layers[pos] = *blob;
+      layers[pos]->label = "layer " + std::to_string(pos + 1) + "/" + std::to_string(layers.size());
+    }
+  }
+  if (rc != ARCHIVE_EOF) {
+    return LocalError(file + ": " + archive_error_string(a->get()));
+  }
+  if (out.config.empty()) {
+    return LocalError(file + ": the image config " + image.config + " is missing");
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (!layers[i]) {
+      return LocalError(file + ": layer " + image.layers[i] + " is missing");
+    }
+    out.layers.push_back(std::move(*layers[i]));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& ref,
+                                   const std::string& target_tag) {
+  auto index = ScanArchive(file);
+  if (!index.ok()) {
+    return index.error();
+  }
+  auto manifest = ParseJson(index->manifest_text, file + ": manifest.json");
   if (!manifest.ok()) {
     return manifest.error();
   }
@@ -594,12 +693,6 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
   if (!image.ok()) {
     return image.error();
   }
-  std::string config_member = ResolveMember(image->config, links);
-  std::map<std::string, std::vector<size_t>> layer_slots;  // member -> positions
-  for (size_t i = 0; i < image->layers.size(); ++i) {
-    layer_slots[ResolveMember(image->layers[i], links)].push_back(i);
-  }
-
   auto temp = TempDir::Create("berth-push-");
   if (!temp.ok()) {
     return temp.error();
@@ -608,63 +701,11 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
   plan.temp = *temp;
   plan.description =
       "docker-archive " + file + (image->repo_tags.empty() ? "" : " (" + image->repo_tags[0] + ")");
-
-  // Second pass: the config and the layers, compressed into the temp dir.
-  std::string config;
-  std::vector<std::optional<BlobToPush>> layers(image->layers.size());
-  {
-    auto a = OpenArchive(file);
-    if (!a.ok()) {
-      return a.error();
-    }
-    archive_entry* entry = nullptr;
-    int rc;
-    int written = 0;
-    while ((rc = archive_read_next_header(a->get(), &entry)) == ARCHIVE_OK) {
-      std::string name = NormalizeName(archive_entry_pathname(entry));
-      if (links.count(name) != 0) {
-        continue;
-      }
-      if (name == config_member) {
-        auto text = ReadEntry(a->get(), file, name, 64 << 20);
-        if (!text.ok()) {
-          return text.error();
-        }
-        config = std::move(*text);
-        continue;
-      }
-      auto slot = layer_slots.find(name);
-      if (slot == layer_slots.end()) {
-        continue;
-      }
-      std::string dest = plan.temp->path() + "/layer-" + std::to_string(written++);
-      LayerWriter writer(dest);
-      BERTH_TRY(writer.Open());
-      char buf[1 << 16];
-      while (true) {
-        la_ssize_t n = archive_read_data(a->get(), buf, sizeof(buf));
-        if (n < 0) {
-          return LocalError(file + ": cannot read " + name + ": " + archive_error_string(a->get()));
-        }
-        if (n == 0) {
-          break;
-        }
-        BERTH_TRY(writer.Write(buf, static_cast<size_t>(n)));
-      }
-      BERTH_TRY(writer.Finish());
-      for (size_t pos : slot->second) {
-        layers[pos] =
-            BlobToPush{writer.digest(), writer.size(), writer.media_type(), dest,
-                       "layer " + std::to_string(pos + 1) + "/" + std::to_string(layers.size())};
-      }
-    }
-    if (rc != ARCHIVE_EOF) {
-      return LocalError(file + ": " + archive_error_string(a->get()));
-    }
+  auto blobs = ExtractImage(file, *index, *image, plan.temp->path());
+  if (!blobs.ok()) {
+    return blobs.error();
   }
-  if (config.empty()) {
-    return LocalError(file + ": the image config " + image->config + " is missing");
-  }
+  const std::string& config = blobs->config;
   auto config_doc = ParseJson(config, file + ": " + image->config);
   if (!config_doc.ok()) {
     return config_doc.error();
@@ -677,18 +718,15 @@ Result<PushPlan> LoadDockerArchive(const std::string& file, const std::string& r
       return LocalError("cannot write " + config_path);
     }
   }
+
+  // The config as is, the layers as converted, and an OCI manifest naming them.
   std::string config_digest = registry::Sha256Digest(config);
   AddBlob(plan, BlobToPush{config_digest, config.size(), kOciConfig, config_path, "config"});
-
   Json layer_descriptors = Json::array();
-  for (size_t i = 0; i < layers.size(); ++i) {
-    if (!layers[i]) {
-      return LocalError(file + ": layer " + image->layers[i] + " is missing");
-    }
-    layer_descriptors.push_back({{"mediaType", layers[i]->media_type},
-                                 {"digest", layers[i]->digest},
-                                 {"size", layers[i]->size}});
-    AddBlob(plan, *layers[i]);
+  for (const auto& layer : blobs->layers) {
+    layer_descriptors.push_back(
+        {{"mediaType", layer.media_type}, {"digest", layer.digest}, {"size", layer.size}});
+    AddBlob(plan, layer);
   }
   Json oci = {
       {"schemaVersion", 2},

@@ -334,9 +334,26 @@ Result<uint64_t> RegistryPusher::QueryOffset(const std::string& location,
   return *offset;
 }
 
+struct RegistryPusher::Upload {
+  Upload(const BlobToPush& b, int delay) : blob(b), file(b.path), delay_ms(delay) {}
+
+  const BlobToPush& blob;
+  FileReader file;
+  std::string url;
+  uint64_t offset = 0;
+  int failures = 0;  // consecutive ones
+  int delay_ms;
+  bool restarted = false;
+
+  void Backoff() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    delay_ms = std::min(delay_ms * 2, 3000);
+  }
+};
+
 Status RegistryPusher::UploadBlob(const BlobToPush& blob) {
-  FileReader file(blob.path);
-  if (!file.ok()) {
+  Upload up(blob, options_.retry_delay_ms);
+  if (!up.file.ok()) {
     return LocalError("cannot read " + blob.path + ": " + std::strerror(errno));
   }
   auto started = Clock::now();
@@ -345,149 +362,145 @@ Status RegistryPusher::UploadBlob(const BlobToPush& blob) {
   if (!location.ok()) {
     return location.error();
   }
-  std::string url = *location;
-  uint64_t offset = 0;
-  int failures = 0;
-  int delay_ms = options_.retry_delay_ms;
-  bool restarted = false;
+  up.url = *location;
+  while (up.offset < blob.size) {
+    BERTH_TRY(SendChunk(up));
+  }
+  BERTH_TRY(CloseUpload(up));
+  progress_.Done(std::chrono::duration<double>(Clock::now() - started).count());
+  return Ok();
+}
 
-  // Waits, learns where the upload stands, and reports the resumption.
-  auto recover = [&](const std::string& reason, bool zero_zero_is_one) -> Status {
-    ++failures;
-    if (failures >= options_.max_attempts) {
-      return Error{0,
-                   "TransportError",
-                   "push " + ShortDigest(blob.digest) + ": giving up after " +
-                       std::to_string(failures) + " failed attempts: " + reason,
-                   {}};
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    delay_ms = std::min(delay_ms * 2, 3000);
-    std::string moved;
-    auto at = QueryOffset(url, moved);
-    if (!at.ok()) {
-      if (at.error().code == "BLOB_UPLOAD_UNKNOWN" && !restarted) {
-        // The upload is gone (collected, or the daemon lost it): start over once.
-        auto fresh = StartUpload();
-        if (!fresh.ok()) {
-          return fresh.error();
-        }
-        restarted = true;
-        url = *fresh;
-        offset = 0;
-        progress_.Resume(0, reason + "; the upload was lost, starting over");
-        return Ok();
+Status RegistryPusher::Recover(Upload& up, const std::string& reason, bool zero_zero_is_one) {
+  ++up.failures;
+  if (up.failures >= options_.max_attempts) {
+    return Error{0,
+                 "TransportError",
+                 "push " + ShortDigest(up.blob.digest) + ": giving up after " +
+                     std::to_string(up.failures) + " failed attempts: " + reason,
+                 {}};
+  }
+  up.Backoff();
+  std::string moved;
+  auto at = QueryOffset(up.url, moved);
+  if (!at.ok()) {
+    if (at.error().code == "BLOB_UPLOAD_UNKNOWN" && !up.restarted) {
+      // The upload is gone (collected, or the daemon lost it): start over once.
+      auto fresh = StartUpload();
+      if (!fresh.ok()) {
+        return fresh.error();
       }
-      if (at.error().code == "TransportError") {
-        return Ok();  // try the chunk again; the next failure asks again
-      }
-      return at.error();
+      up.restarted = true;
+      up.url = *fresh;
+      up.offset = 0;
+      progress_.Resume(0, reason + "; the upload was lost, starting over");
+      return Ok();
     }
-    offset = (*at == 0 && zero_zero_is_one) ? 1 : *at;
-    if (!moved.empty()) {
-      url = moved;
+    if (at.error().code == "TransportError") {
+      return Ok();  // send the chunk again; if that fails too, ask again
     }
-    ++resumes_;
-    progress_.Resume(offset, reason);
-    return Ok();
-  };
+    return at.error();
+  }
+  up.offset = (*at == 0 && zero_zero_is_one) ? 1 : *at;
+  if (!moved.empty()) {
+    up.url = moved;
+  }
+  ++resumes_;
+  progress_.Resume(up.offset, reason);
+  return Ok();
+}
 
-  while (offset < blob.size) {
-    uint64_t length = std::min<uint64_t>(options_.chunk_size, blob.size - offset);
-    const uint64_t chunk_start = offset;
-    uint64_t cursor = 0;
-    HttpRequest req;
-    req.method = "PATCH";
-    req.url = url;
-    req.headers = {{"Authorization", authorization_},
-                   {"Content-Type", "application/octet-stream"},
-                   {"Content-Range",
-                    std::to_string(chunk_start) + "-" + std::to_string(chunk_start + length - 1)}};
-    req.body_size = length;
-    req.timeout_ms = 0;
-    req.body_reader = [&](char* buf, size_t size) -> size_t {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(size, length - cursor));
-      if (options_.fail_after_bytes > 0 && !failure_injected_) {
-        if (body_bytes_sent_ >= options_.fail_after_bytes) {
-          failure_injected_ = true;
-          return kAbortUpload;
-        }
-        want = static_cast<size_t>(
-            std::min<uint64_t>(want, options_.fail_after_bytes - body_bytes_sent_));
-      }
-      if (want == 0) {
-        return 0;
-      }
-      ssize_t n = file.ReadAt(buf, want, chunk_start + cursor);
-      if (n <= 0) {
+Status RegistryPusher::SendChunk(Upload& up) {
+  const uint64_t start = up.offset;
+  const uint64_t length = std::min<uint64_t>(options_.chunk_size, up.blob.size - start);
+  uint64_t cursor = 0;
+  HttpRequest req;
+  req.method = "PATCH";
+  req.url = up.url;
+  req.headers = {
+      {"Authorization", authorization_},
+      {"Content-Type", "application/octet-stream"},
+      {"Content-Range", std::to_string(start) + "-" + std::to_string(start + length - 1)}};
+  req.body_size = length;
+  req.timeout_ms = 0;
+  req.body_reader = [&](char* buf, size_t size) -> size_t {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(size, length - cursor));
+    if (options_.fail_after_bytes > 0 && !failure_injected_) {
+      if (body_bytes_sent_ >= options_.fail_after_bytes) {
+        failure_injected_ = true;
         return kAbortUpload;
       }
-      cursor += static_cast<uint64_t>(n);
-      body_bytes_sent_ += static_cast<uint64_t>(n);
-      progress_.Advance(chunk_start + cursor);
-      return static_cast<size_t>(n);
-    };
-    auto resp = Perform(req);
-    if (!resp.ok()) {
-      BERTH_TRY(recover(resp.error().message, false));
-      continue;
+      want = static_cast<size_t>(
+          std::min<uint64_t>(want, options_.fail_after_bytes - body_bytes_sent_));
     }
-    if (resp->status == 202) {
-      failures = 0;
-      delay_ms = options_.retry_delay_ms;
-      offset = chunk_start + length;
-      auto said = OffsetFromRange(resp->Header("Range"), offset == 1);
-      if (said && *said != offset) {
-        offset = *said;  // the registry knows best what it holds
-      }
-      if (!resp->Header("Location").empty()) {
-        url = ResolveLocation(endpoint_, resp->Header("Location"));
-      }
-      continue;
+    if (want == 0) {
+      return 0;
     }
-    Error e = ParseRegistryError(resp->status, resp->body);
-    bool retryable = resp->status == 416 || resp->status == 409 || resp->status >= 500 ||
-                     e.code == "BLOB_UPLOAD_UNKNOWN";
-    if (!retryable) {
-      return e;
+    ssize_t n = up.file.ReadAt(buf, want, start + cursor);
+    if (n <= 0) {
+      return kAbortUpload;
     }
-    // A 416 for a chunk sent from byte 0 with "0-0" back means one byte is there.
-    bool one_byte = resp->status == 416 && chunk_start == 0 && resp->Header("Range") == "0-0";
-    BERTH_TRY(recover(Describe(e), one_byte));
+    cursor += static_cast<uint64_t>(n);
+    body_bytes_sent_ += static_cast<uint64_t>(n);
+    progress_.Advance(start + cursor);
+    return static_cast<size_t>(n);
+  };
+  auto resp = Perform(req);
+  if (!resp.ok()) {
+    return Recover(up, resp.error().message, false);
   }
+  if (resp->status == 202) {
+    up.failures = 0;
+    up.delay_ms = options_.retry_delay_ms;
+    up.offset = start + length;
+    auto said = OffsetFromRange(resp->Header("Range"), up.offset == 1);
+    if (said && *said != up.offset) {
+      up.offset = *said;  // the registry knows best what it holds
+    }
+    if (!resp->Header("Location").empty()) {
+      up.url = ResolveLocation(endpoint_, resp->Header("Location"));
+    }
+    return Ok();
+  }
+  Error e = ParseRegistryError(resp->status, resp->body);
+  bool retryable = resp->status == 416 || resp->status == 409 || resp->status >= 500 ||
+                   e.code == "BLOB_UPLOAD_UNKNOWN";
+  if (!retryable) {
+    return e;
+  }
+  // A 416 for a chunk sent from byte 0 with "0-0" back means one byte is there.
+  bool one_byte = resp->status == 416 && start == 0 && resp->Header("Range") == "0-0";
+  return Recover(up, Describe(e), one_byte);
+}
 
-  // Close the upload with its digest.
+Status RegistryPusher::CloseUpload(Upload& up) {
   for (;;) {
     HttpRequest req;
     req.method = "PUT";
-    req.url = WithQuery(url, "digest=" + blob.digest);
+    req.url = WithQuery(up.url, "digest=" + up.blob.digest);
     req.headers = {{"Authorization", authorization_}, {"Content-Type", "application/octet-stream"}};
     req.timeout_ms = 120000;
     auto resp = Perform(req);
     if (resp.ok() && resp->status == 201) {
-      break;
+      return Ok();
     }
     if (resp.ok() && resp->status < 500 && resp->status != 409) {
       return ParseRegistryError(resp->status, resp->body);
     }
     // The answer was lost or the daemon failed: the blob may be complete already.
-    auto present = HasBlob(blob.digest);
+    auto present = HasBlob(up.blob.digest);
     if (present.ok() && *present) {
-      break;
+      return Ok();
     }
-    ++failures;
-    if (failures >= options_.max_attempts) {
+    if (++up.failures >= options_.max_attempts) {
       return resp.ok() ? ParseRegistryError(resp->status, resp->body)
                        : Error{0,
                                "TransportError",
-                               "push " + ShortDigest(blob.digest) + ": " + resp.error().message,
+                               "push " + ShortDigest(up.blob.digest) + ": " + resp.error().message,
                                {}};
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    delay_ms = std::min(delay_ms * 2, 3000);
+    up.Backoff();
   }
-  progress_.Done(std::chrono::duration<double>(Clock::now() - started).count());
-  return Ok();
 }
 
 Result<std::string> RegistryPusher::PutManifest(const ManifestToPush& manifest,

@@ -77,7 +77,13 @@ class RegistryPusher {
   int resumes() const { return resumes_; }
 
  private:
-  struct Attempt;
+  struct Upload;  // one blob's upload in progress
+  // Sends the next chunk; after a failure, finds where to continue.
+  Status SendChunk(Upload& up);
+  // Waits, asks the upload's status and moves `up` to where berthd stands.
+  Status Recover(Upload& up, const std::string& reason, bool zero_zero_is_one);
+  // Closes the upload with the blob's digest.
+  Status CloseUpload(Upload& up);
   Result<std::string> StartUpload();
   Result<uint64_t> QueryOffset(const std::string& location, std::string& new_location);
   std::string BlobsUrl() const;
