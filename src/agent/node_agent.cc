@@ -151,6 +151,34 @@ struct OutputTail {
   }
 };
 
+// One cgroup's usage in the shape of Docker's stats (the metadata /stats answer).
+Json DockerStatsJson(const CgroupStats& st, const std::string& name) {
+  Json percpu = Json::array();
+  for (auto v : st.cpu_usage_per_cpu_ns) {
+    percpu.push_back(v);
+  }
+  return Json{
+      {"read", NowEpochSeconds()},
+      {"name", name},
+      {"cpu_stats",
+       {{"cpu_usage",
+         {{"total_usage", st.cpu_usage_total_ns},
+          {"usage_in_usermode", st.cpu_usage_user_ns},
+          {"usage_in_kernelmode", st.cpu_usage_system_ns},
+          {"percpu_usage", percpu}}},
+        {"online_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+        {"throttling_data",
+         {{"periods", st.cpu_periods},
+          {"throttled_periods", st.cpu_throttled_periods},
+          {"throttled_time", st.cpu_throttled_time_ns}}}}},
+      {"memory_stats",
+       {{"usage", st.memory_usage_bytes},
+        {"max_usage", st.memory_max_usage_bytes},
+        {"limit", st.memory_limit_bytes},
+        {"stats", st.memory_stat}}},
+      {"pids_stats", {{"current", st.pids_current}, {"limit", st.pids_limit}}}};
+}
+
 }  // namespace
 
 class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRun> {
@@ -386,30 +414,7 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       if (!st.ok()) {
         return nullptr;
       }
-      Json percpu = Json::array();
-      for (auto v : st->cpu_usage_per_cpu_ns) {
-        percpu.push_back(v);
-      }
-      return Json{
-          {"read", NowEpochSeconds()},
-          {"name", desired_.task_id + "-" + name},
-          {"cpu_stats",
-           {{"cpu_usage",
-             {{"total_usage", st->cpu_usage_total_ns},
-              {"usage_in_usermode", st->cpu_usage_user_ns},
-              {"usage_in_kernelmode", st->cpu_usage_system_ns},
-              {"percpu_usage", percpu}}},
-            {"online_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
-            {"throttling_data",
-             {{"periods", st->cpu_periods},
-              {"throttled_periods", st->cpu_throttled_periods},
-              {"throttled_time", st->cpu_throttled_time_ns}}}}},
-          {"memory_stats",
-           {{"usage", st->memory_usage_bytes},
-            {"max_usage", st->memory_max_usage_bytes},
-            {"limit", st->memory_limit_bytes},
-            {"stats", st->memory_stat}}},
-          {"pids_stats", {{"current", st->pids_current}}}};
+      return DockerStatsJson(*st, desired_.task_id + "-" + name);
     };
     if (!container.empty()) {
       return one(container);
@@ -419,6 +424,15 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       all[c.runtime_id] = one(c.name);
     }
     return all;
+  }
+
+  // Usage of the whole task (its cgroup), in the shape of one container's stats.
+  std::optional<Json> TaskStats() {
+    auto st = shared_->cgroups->Stats(desired_.task_id);
+    if (!st.ok()) {
+      return std::nullopt;
+    }
+    return DockerStatsJson(*st, desired_.task_id);
   }
 
  private:
@@ -1242,6 +1256,19 @@ std::optional<Json> NodeAgent::StatsForIp(const std::string& ip, const std::stri
     return std::nullopt;
   }
   return found->Stats(container);
+}
+
+std::optional<Json> NodeAgent::StatsForTask(const std::string& task_id) {
+  std::shared_ptr<TaskRun> found;
+  {
+    std::lock_guard lock(mu_);
+    auto it = tasks_.find(task_id);
+    if (it == tasks_.end()) {
+      return std::nullopt;
+    }
+    found = it->second;
+  }
+  return found->TaskStats();
 }
 
 Result<std::string> NodeAgent::EnsureBridge() {

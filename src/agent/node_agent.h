@@ -127,6 +127,11 @@ class NodeAgent {
   // `container` "" gives every container of the task, keyed by runtime id.
   std::optional<Json> StatsForIp(const std::string& ip, const std::string& container);
 
+  // Usage of a whole task (its cgroup: cpu time, memory against the task's
+  // limit, pids) in Docker's stats shape, for berthd's stats endpoint.
+  // nullopt when the task is not on this node or has no cgroup (yet, or any more).
+  std::optional<Json> StatsForTask(const std::string& task_id);
+
   // Creates the task bridge with its gateway address if it does not exist;
   // returns the gateway address (where the metadata endpoint listens).
   Result<std::string> EnsureBridge();

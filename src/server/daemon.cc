@@ -28,6 +28,7 @@
 #include "server/internal_route.h"
 #include "server/lb_binder.h"
 #include "server/local_agent.h"
+#include "server/task_stats_route.h"
 #include "store/store.h"
 
 namespace berth {
@@ -53,6 +54,7 @@ struct Daemon::Impl {
   std::unique_ptr<elb::DataPlane> elb_data_plane;
   std::unique_ptr<elb::ElbApi> elb;  // also the ECS side's elb::TargetRegistry
   std::shared_ptr<InternalRoute> internal;
+  std::shared_ptr<TaskStatsRoute> task_stats;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<LocalAgent> agent;
   std::unique_ptr<LoadBalancerBinder> lb_binder;
@@ -161,6 +163,8 @@ Status Daemon::Start() {
   // The agent route lives under /_berth/ too, so it goes before the internal route.
   impl_->agent_route = std::make_shared<ecs::AgentRoute>(impl_->ecs->tasks(), *node_token);
   impl_->server->AddRoute(impl_->agent_route);
+  impl_->task_stats = std::make_shared<TaskStatsRoute>(keys, config_.region);
+  impl_->server->AddRoute(impl_->task_stats);
   impl_->server->AddRoute(impl_->internal);
 
   impl_->server->AddRoute(std::make_shared<registry::OciRoute>(*impl_->registry));
@@ -223,6 +227,9 @@ Status Daemon::Start() {
       spdlog::error("event=agent_start_failed error=\"{}\"", started.error().message);
       return started;
     }
+    LocalAgent* local = impl_->agent.get();
+    impl_->task_stats->SetSource(
+        [local](const std::string& id) { return local->StatsForTask(id); });
   }
   impl_->internal->SetReady(true);
   spdlog::info("event=listening address={} data_dir={} region={} account={}", address_,
@@ -231,6 +238,9 @@ Status Daemon::Start() {
 }
 
 void Daemon::Stop() {
+  if (impl_->task_stats) {
+    impl_->task_stats->SetSource(nullptr);
+  }
   if (impl_->lb_binder) {
     impl_->lb_binder->Stop();
     impl_->lb_binder.reset();

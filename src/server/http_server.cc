@@ -386,6 +386,12 @@ struct Server::Impl {
               ec = {};
             }
             if (ec) {
+              // A streamed body cut off by the client keeps what did arrive, so
+              // a resumable upload continues from there instead of re-sending it.
+              size_t partial = chunk.size() - parser.get().body().size;
+              if (sink && partial > 0) {
+                (void)sink->Write(chunk.data(), partial);
+              }
               throw beast::system_error(ec);
             }
             size_t got = chunk.size() - parser.get().body().size;

@@ -272,6 +272,13 @@ void LocalAgent::Loop() {
   }
 }
 
+std::optional<agent::Json> LocalAgent::StatsForTask(const std::string& task_id) {
+  if (!agent_) {
+    return std::nullopt;
+  }
+  return agent_->StatsForTask(task_id);
+}
+
 void LocalAgent::Stop(bool stop_tasks) {
   if (stop_.exchange(true)) {
     return;

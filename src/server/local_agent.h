@@ -35,6 +35,10 @@ class LocalAgent {
   // re-adopts them) unless `stop_tasks`.
   void Stop(bool stop_tasks);
 
+  // Usage of a task running on this node (NodeAgent::StatsForTask); nullopt
+  // when the task is unknown here or the agent is not started.
+  std::optional<agent::Json> StatsForTask(const std::string& task_id);
+
  private:
   void Loop();
 
