@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
+#include <thread>
 
 #include "common/ids.h"
 #include "common/time_util.h"
@@ -15,7 +17,22 @@ namespace berth::registry {
 
 namespace {
 
-constexpr int kMaxAttempts = 16;
+constexpr int kMaxAttempts = 64;
+
+// Writers that lost a race on the same keys wait a short random time that
+// grows with each loss, so they stop colliding in lockstep.
+void PauseBeforeRetry(int attempt) {
+  if (attempt == 0) {
+    return;
+  }
+  if (attempt < 3) {
+    std::this_thread::yield();
+    return;
+  }
+  thread_local std::minstd_rand rng(std::random_device{}());
+  std::uniform_int_distribution<int> micros(0, 25 << std::min(attempt, 8));
+  std::this_thread::sleep_for(std::chrono::microseconds(micros(rng)));
+}
 
 const std::string kRepoPrefix = "ecr/repos/";
 const std::string kLifecyclePrefix = "ecr/lifecycle/";
@@ -379,6 +396,7 @@ Result<Repository> Registry::CreateRepository(const std::string& name, Json doc)
 Result<Repository> Registry::UpdateRepository(const std::string& name,
                                               const std::function<Status(Json&)>& change) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     auto repo = GetRepository(name, Surface::kEcr);
     if (!repo.ok()) {
       return repo.error();
@@ -400,6 +418,7 @@ Result<Repository> Registry::UpdateRepository(const std::string& name,
 
 Result<Repository> Registry::DeleteRepository(const std::string& name, bool force) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     auto repo = GetRepository(name, Surface::kEcr);
     if (!repo.ok()) {
       return repo.error();
@@ -489,6 +508,7 @@ Result<std::optional<std::pair<std::string, double>>> Registry::GetLifecyclePoli
 
 Status Registry::PutLifecyclePolicy(const std::string& name, const std::string& text) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     auto repo = GetRepository(name, Surface::kEcr);
     if (!repo.ok()) {
       return repo.error();
@@ -782,6 +802,7 @@ Result<PutManifestResult> Registry::PutManifest(const PutManifestRequest& req) {
   const bool immutable = repo->doc.value("imageTagMutability", "MUTABLE") == "IMMUTABLE";
   const std::string manifest_key = ManifestKey(repo_name, record.digest);
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     if (attempt > 0) {
       auto again = GetRepository(repo_name, req.surface);
       if (!again.ok()) {
@@ -942,6 +963,7 @@ Result<std::vector<std::string>> Registry::IndexesListing(const std::string& rep
 Status Registry::DeleteManifest(const std::string& repo, const std::string& digest) {
   const std::string manifest_key = ManifestKey(repo, digest);
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     auto entry = store_.Get(manifest_key);
     if (!entry.ok()) {
       return entry.error();
@@ -978,6 +1000,7 @@ Status Registry::DeleteManifest(const std::string& repo, const std::string& dige
 Result<std::string> Registry::DeleteTag(const std::string& repo, const std::string& tag,
                                         bool drop_untagged) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    PauseBeforeRetry(attempt);
     auto entry = store_.Get(TagKey(repo, tag));
     if (!entry.ok()) {
       return entry.error();

@@ -5,6 +5,7 @@ tests build themselves from busybox-static; raw HTTP covers the spec's edge
 cases; separate berthd instances cover garbage collection and kill -9.
 """
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import http.client
@@ -361,6 +362,40 @@ def test_podman_push_and_pull(berthd, ecr, reg, password, tmp_path):
     finally:
         podman("rmi", "-a", "-f")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_concurrent_pushes_of_one_blob_and_one_immutable_tag(berthd, ecr, reg):
+    names = [f"race/r{i}" for i in range(4)]
+    for n in names:
+        ecr.create_repository(repositoryName=n, imageTagMutability="IMMUTABLE")
+    data = os.urandom(3 << 20)
+    digest = sha256_digest(data)
+
+    def push(repo):
+        s = requests.Session()
+        s.auth = reg.s.auth
+        return s.post(f"{reg.base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
+                      timeout=60).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(push, names)) == [201] * 4
+    path = blob_files(berthd)[digest.split(":")[1]]
+    with open(path, "rb") as f:
+        assert f.read() == data
+    # Racing pushes of different images to one new tag: exactly one wins.
+    bodies = [make_manifest(reg, "race/r0", f"racer-{i}")[0] for i in range(4)]
+
+    def put(body):
+        s = requests.Session()
+        s.auth = reg.s.auth
+        return s.put(f"{reg.base}/v2/race/r0/manifests/contended", data=body, timeout=60,
+                     headers={"Content-Type": OCI_MANIFEST}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(put, bodies))
+    assert sorted(codes) == [201, 400, 400, 400]
+    winner = bodies[codes.index(201)]
+    assert reg.get("/v2/race/r0/manifests/contended").content == winner
 
 
 # --- the distribution spec's edge cases ------------------------------------
