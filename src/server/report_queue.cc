@@ -8,7 +8,9 @@ ReportQueue::ReportQueue(SendFn send) : send_(std::move(send)) {
   thread_ = std::thread([this] { Run(); });
 }
 
-ReportQueue::~ReportQueue() { Close(); }
+ReportQueue::~ReportQueue() {
+  Close();
+}
 
 void ReportQueue::Push(agent::TaskReport report) {
   {

@@ -2,9 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace berth::api {
 namespace {
@@ -65,9 +64,10 @@ TEST(ModelTest, WrongTypesAreSerializationExceptionsWithTheirPath) {
 TEST(ModelTest, MapValuesAndBooleansAreChecked) {
   const Model& ecs = Model::Get("ecs");
   Json def = {{"family", "f"},
-              {"containerDefinitions",
-               Json::array({{{"name", "app"}, {"image", "busybox"}, {"essential", true},
-                             {"dockerLabels", {{"team", "core"}}}}})}};
+              {"containerDefinitions", Json::array({{{"name", "app"},
+                                                     {"image", "busybox"},
+                                                     {"essential", true},
+                                                     {"dockerLabels", {{"team", "core"}}}}})}};
   EXPECT_TRUE(ecs.ValidateInput("RegisterTaskDefinition", def, "ClientException").ok());
 
   Json bad_label = def;

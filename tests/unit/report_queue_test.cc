@@ -30,19 +30,23 @@ class Recorder {
     cv_.notify_all();
     cv_.wait(lock, [this] { return !hold_; });
   }
+
   void Hold() {
     std::lock_guard lock(mu_);
     hold_ = true;
   }
+
   void Release() {
     std::lock_guard lock(mu_);
     hold_ = false;
     cv_.notify_all();
   }
+
   void WaitForSends(size_t n) {
     std::unique_lock lock(mu_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return sent_.size() >= n; }));
   }
+
   std::vector<std::pair<std::string, uint64_t>> sent() {
     std::lock_guard lock(mu_);
     return sent_;
