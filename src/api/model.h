@@ -36,8 +36,11 @@ class Model {
   explicit Model(std::string_view text);
   Status ValidateValue(const nlohmann::json& shape, const nlohmann::json& value,
                        const std::string& path, const std::string& missing_code) const;
+  // Whether ValidateValue would accept `value`, without allocating.
+  bool Conforms(const nlohmann::json& shape, const nlohmann::json& value) const;
 
   nlohmann::json doc_;
+  const nlohmann::json* shapes_;  // doc_["shapes"]
 };
 
 }  // namespace berth::api

@@ -12,6 +12,7 @@
 #include "ecs/agent_client.h"
 #include "ecs/agent_protocol.h"
 #include "server/http_server.h"
+#include "server/report_queue.h"
 
 namespace berth {
 
@@ -190,17 +191,15 @@ Status LocalAgent::Start() {
       o.init_binary = beside.string();
     }
   }
+  reports_ = std::make_unique<ReportQueue>([this, gateway](const agent::TaskReport& r) {
+    ecs::AgentControlClient client("http://" + api_address_, node_token_);
+    auto sent = client.Report(ToControlPlane(r, node_id_, gateway));
+    if (!sent.ok()) {
+      spdlog::warn("event=report_failed task={} error=\"{}\"", r.task_id, sent.error().message);
+    }
+  });
   agent_ = std::make_unique<agent::NodeAgent>(
-      o,
-      [this, gateway](const agent::TaskReport& r) {
-        ecs::AgentControlClient client("http://" + api_address_, node_token_);
-        auto sent = client.Report(ToControlPlane(r, node_id_, gateway));
-        if (!sent.ok()) {
-          spdlog::warn("event=report_failed task={} error=\"{}\"", r.task_id,
-                       sent.error().message);
-        }
-      },
-      hooks_.ship_logs);
+      o, [this](const agent::TaskReport& r) { reports_->Push(r); }, hooks_.ship_logs);
   BERTH_TRY(agent_->Init());
 
   // The metadata endpoint listens on the bridge's own address, where tasks
@@ -295,6 +294,9 @@ void LocalAgent::Stop(bool stop_tasks) {
     } else {
       agent_->Detach();
     }
+  }
+  if (reports_) {
+    reports_->Close();
   }
 }
 

@@ -15,6 +15,8 @@
 
 namespace berth {
 
+class ReportQueue;
+
 struct LocalAgentHooks {
   // Appends shipped container output to the log store.
   std::function<void(const agent::ShippedLog&)> ship_logs;
@@ -47,6 +49,8 @@ class LocalAgent {
   std::string node_token_;
   LocalAgentHooks hooks_;
   std::string node_id_;
+  // Task reports go out from here, so a task's start never waits for one to be stored.
+  std::unique_ptr<ReportQueue> reports_;
   std::unique_ptr<agent::NodeAgent> agent_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
