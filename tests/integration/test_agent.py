@@ -399,3 +399,66 @@ def test_agent_restart_keeps_tasks_running(berthd_factory, tmp_path_factory):
     assert s["containers"][0]["lastStatus"] == "STOPPED"
     b.stop()
     assert_no_leaks(b)
+
+
+def test_fifty_start_stop_cycles_leave_nothing(node):
+    register(node, "cycles", [{"name": "app", "command": ["true"]}])
+    ecs = node.client("ecs")
+    arns = []
+    for _ in range(10):
+        out = ecs.run_task(cluster="agent", taskDefinition="cycles", launchType="FARGATE",
+                           networkConfiguration=NET, count=5)
+        assert out["failures"] == []
+        batch = [t["taskArn"] for t in out["tasks"]]
+        for arn in batch:
+            t = wait_status(node, arn, "STOPPED", timeout=60)
+            assert t["containers"][0]["exitCode"] == 0
+        arns += batch
+    assert len(set(arns)) == 50
+    # Every task's namespace, veth, cgroup, mounts and runc state are gone.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            assert_no_leaks(node)
+            break
+        except AssertionError:
+            time.sleep(0.5)
+    assert_no_leaks(node)
+
+
+def test_failing_health_check_makes_the_service_replace_the_task(node):
+    register(node, "sick", [{"name": "app", "stopTimeout": 2, "command": [
+        "sh", "-c", "touch /tmp/ok; sleep 6; rm /tmp/ok; sleep 3600"],
+        "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 5,
+                        "timeout": 2, "retries": 1}}])
+    ecs = node.client("ecs")
+    ecs.create_service(cluster="agent", serviceName="sick", taskDefinition="sick",
+                       desiredCount=1, launchType="FARGATE", networkConfiguration=NET)
+    first = None
+    deadline = time.time() + 30
+    while time.time() < deadline and first is None:
+        arns = ecs.list_tasks(cluster="agent", serviceName="sick")["taskArns"]
+        first = arns[0] if arns else None
+        time.sleep(0.2)
+    assert first
+    deadline = time.time() + 60
+    replaced = None
+    while time.time() < deadline:
+        arns = ecs.list_tasks(cluster="agent", serviceName="sick")["taskArns"]
+        if any(a != first for a in arns) and describe(node, first)["desiredStatus"] == "STOPPED":
+            replaced = [a for a in arns if a != first][0]
+            break
+        time.sleep(0.5)
+    assert replaced, "the unhealthy task was not replaced"
+    old = wait_status(node, first, "STOPPED", timeout=60)
+    assert old["stopCode"] == "ServiceSchedulerInitiated"
+    assert "health checks" in old["stoppedReason"]
+    ecs.update_service(cluster="agent", service="sick", desiredCount=0)
+    ecs.delete_service(cluster="agent", service="sick")
+    ecs.get_waiter("services_inactive").wait(cluster="agent", services=["sick"],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    deadline = time.time() + 60
+    while time.time() < deadline and ecs.list_tasks(cluster="agent",
+                                                    serviceName="sick")["taskArns"]:
+        time.sleep(0.5)
+    assert ecs.list_tasks(cluster="agent", serviceName="sick")["taskArns"] == []
