@@ -102,7 +102,6 @@ void LoadBalancerBinder::Pass() {
     return;
   }
   std::set<Target> wanted;
-  std::set<Target> leaving;
   for (const auto& entry : *services) {
     Json svc = Json::parse(entry.value, nullptr, false);
     if (svc.is_discarded()) {
@@ -137,8 +136,7 @@ void LoadBalancerBinder::Pass() {
           continue;
         }
         if (!serving) {
-          leaving.insert(t);
-          continue;
+          continue;  // deregistered below: only serving tasks stay wanted
         }
         wanted.insert(t);
         // Replace a task the load balancer keeps finding unhealthy, once the
@@ -178,7 +176,6 @@ void LoadBalancerBinder::Pass() {
                  std::get<0>(*it), std::get<1>(*it), std::get<2>(*it));
     it = registered_.erase(it);
   }
-  (void)leaving;
 }
 
 }  // namespace berth
