@@ -48,6 +48,9 @@ class EcsApi {
   Result<Json> DescribeClusters(const Json& in, const api::CallContext& ctx);
   Result<Json> ListClusters(const Json& in, const api::CallContext& ctx);
   Result<Json> DeleteCluster(const Json& in, const api::CallContext& ctx);
+  Result<Json> UpdateCluster(const Json& in, const api::CallContext& ctx);
+  Result<Json> UpdateClusterSettings(const Json& in, const api::CallContext& ctx);
+  Result<Json> PutClusterCapacityProviders(const Json& in, const api::CallContext& ctx);
 
   // Services (services.cc).
   Result<Json> CreateService(const Json& in, const api::CallContext& ctx);
@@ -109,6 +112,14 @@ class EcsApi {
   void AddTaggableType(const std::string& resource_type, TagKeyResolver resolver);
 
  private:
+  // Clusters (clusters.cc): rewrites an ACTIVE cluster's document with
+  // `change` in one transaction and answers {"cluster": ...} as the update
+  // operations do.
+  Result<Json> ChangeCluster(const std::string& ref,
+                             const std::function<Status(Json& cluster)>& change);
+  // The stored cluster as the API shows it, with its live counters.
+  Result<Json> ClusterView(Json cluster);
+
   // Services (services.cc).
   void AddServiceOperations(api::JsonService& svc);
   Result<store::Entry> ActiveClusterEntry(const std::string& cluster);

@@ -396,6 +396,15 @@ Result<Json> EcsApi::ListTasks(const Json& in, const api::CallContext& ctx) {
     if (service.rfind("arn:", 0) == 0) {
       service = service.substr(service.rfind('/') + 1);
     }
+    // An unknown service is an error, as on AWS; a deleted one still lists
+    // the tasks it left.
+    auto known = store_.Get(ServiceKey(cluster_name, service));
+    if (!known.ok()) {
+      return known.error();
+    }
+    if (!*known) {
+      return ClientError("ServiceNotFoundException", "Service not found.");
+    }
     filter.service = service;
   }
   if (in.contains("startedBy")) {
