@@ -16,11 +16,8 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -38,15 +35,20 @@
 #include <thread>
 #include <vector>
 
-#include "api/sigv4.h"
+#include "bench_http.h"
 #include "logs/filter_pattern.h"
 #include "logs/log_store.h"
-#include "server/http_types.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using berth::bench::Clock;
+using berth::bench::Credentials;
+using berth::bench::MachineLoad;
+using berth::bench::Percentile;
+using berth::bench::ReadCredentials;
+using berth::bench::SecondsSince;
+using Berthd = berth::bench::BerthdProcess;
 using berth::logs::InputEvent;
 
 constexpr double kIngestGoal = 500'000;
@@ -55,34 +57,6 @@ constexpr size_t kMessageBytes = 100;
 constexpr const char* kTerm = "ERROR";  // in every 100th message, nowhere else
 
 std::atomic<bool> g_interrupted{false};
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) {
-    return 0;
-  }
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-// The load average and the share of the last minute some task waited for a CPU: the figures
-// below are only as good as the machine was quiet.
-std::string MachineLoad() {
-  double load[1] = {0};
-  std::string text = getloadavg(load, 1) == 1 ? fmt::format("load {:.1f}", load[0]) : "";
-  std::ifstream psi("/proc/pressure/cpu");
-  std::string some;
-  std::string avg10;
-  std::string avg60;
-  if (psi >> some >> avg10 >> avg60 && avg60.rfind("avg60=", 0) == 0) {
-    text += fmt::format(", cpu pressure {}% (avg60)", avg60.substr(6));
-  }
-  return text;
-}
 
 std::string Rate(double events_per_s) {
   return fmt::format("{:>12.0f} events/s", events_per_s);
@@ -258,206 +232,12 @@ ScanResult ScanStore(const berth::logs::LogStore& store, const std::string& grou
 // ---------------------------------------------------------------------------
 // Over HTTP: a berthd of the run's own, driven with SigV4-signed JSON 1.1 requests.
 
-class Berthd {
- public:
-  Berthd(std::string binary, std::string data_dir)
-      : binary_(std::move(binary)), data_dir_(std::move(data_dir)) {}
-
-  ~Berthd() { Stop(); }
-
-  bool Start(std::string* error) {
-    port_ = FreePort();
-    fs::create_directories(data_dir_);
-    std::string listen = fmt::format("127.0.0.1:{}", port_);
-    std::string log = data_dir_ + "/berthd.log";
-    pid_ = ::fork();
-    if (pid_ < 0) {
-      *error = std::string("fork: ") + std::strerror(errno);
-      return false;
-    }
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      std::vector<std::string> args = {binary_,   "serve",      "--listen",    listen, "--data-dir",
-                                       data_dir_, "--no-agent", "--log-level", "warn"};
-      std::vector<char*> argv;
-      for (auto& a : args) {
-        argv.push_back(a.data());
-      }
-      argv.push_back(nullptr);
-      ::execv(binary_.c_str(), argv.data());
-      ::_exit(127);
-    }
-    auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < deadline) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        *error = "berthd exited at start; see its log";
-        return false;
-      }
-      if (Healthy()) {
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    *error = "berthd did not become healthy in 30 s";
-    return false;
-  }
-
-  // SIGTERM to the berthd this run started, SIGKILL after 20 s.
-  void Stop() {
-    if (pid_ <= 0) {
-      return;
-    }
-    ::kill(pid_, SIGTERM);
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    pid_ = -1;
-  }
-
-  std::string endpoint() const { return fmt::format("http://127.0.0.1:{}", port_); }
-
-  std::string host() const { return fmt::format("127.0.0.1:{}", port_); }
-
-  const std::string& data_dir() const { return data_dir_; }
-
- private:
-  static int FreePort() {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-  }
-
-  bool Healthy() const {
-    CURL* c = curl_easy_init();
-    std::string url = endpoint() + "/_berth/health";
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    long status = 0;
-    bool ok = curl_easy_perform(c) == CURLE_OK &&
-              curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200;
-    curl_easy_cleanup(c);
-    return ok;
-  }
-
-  std::string binary_;
-  std::string data_dir_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-};
-
-struct Credentials {
-  std::string access_key_id;
-  std::string secret;
-};
-
-// Reads the [default] keys berthd wrote in the AWS CLI's credentials format.
-bool ReadCredentials(const std::string& path, Credentials* out) {
-  std::ifstream in(path);
-  std::string line;
-  auto value = [](const std::string& l) {
-    std::string v = l.substr(l.find('=') + 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    v.erase(v.find_last_not_of(" \t\r") + 1);
-    return v;
-  };
-  while (std::getline(in, line)) {
-    if (line.rfind("aws_access_key_id", 0) == 0) {
-      out->access_key_id = value(line);
-    } else if (line.rfind("aws_secret_access_key", 0) == 0) {
-      out->secret = value(line);
-    }
-  }
-  return !out->access_key_id.empty() && !out->secret.empty();
-}
-
 // One kept-alive connection to the Logs API.
-class LogsClient {
+class LogsClient : public berth::bench::SignedJsonClient {
  public:
   LogsClient(std::string endpoint, std::string host, Credentials creds)
-      : endpoint_(std::move(endpoint)),
-        host_(std::move(host)),
-        creds_(std::move(creds)),
-        curl_(curl_easy_init()) {}
-
-  ~LogsClient() { curl_easy_cleanup(curl_); }
-
-  LogsClient(const LogsClient&) = delete;
-  LogsClient& operator=(const LogsClient&) = delete;
-
-  // Sends one operation; true on HTTP 200. `response` gets the body either way.
-  bool Call(const std::string& operation, std::string body, std::string* response) {
-    berth::http::Request req;
-    req.method = "POST";
-    req.target = "/";
-    req.raw_path = "/";
-    req.path = "/";
-    req.headers["Host"] = host_;
-    req.headers["Content-Type"] = "application/x-amz-json-1.1";
-    req.headers["X-Amz-Target"] = "Logs_20140328." + operation;
-    req.body = std::move(body);
-    berth::api::SignSigV4(req, creds_.access_key_id, creds_.secret, "us-east-1", "logs");
-
-    curl_slist* headers = nullptr;
-    for (const auto& [name, value] : req.headers) {
-      headers = curl_slist_append(headers, (name + ": " + value).c_str());
-    }
-    headers = curl_slist_append(headers, "Expect:");
-    response->clear();
-    curl_easy_setopt(curl_, CURLOPT_URL, (endpoint_ + "/").c_str());
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, req.body.data());
-    curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, Collect);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, response);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, 120000L);
-    curl_easy_setopt(curl_, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(curl_);
-    long status = 0;
-    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    if (rc != CURLE_OK) {
-      *response = curl_easy_strerror(rc);
-      return false;
-    }
-    return status == 200;
-  }
-
- private:
-  static size_t Collect(char* data, size_t size, size_t n, void* out) {
-    static_cast<std::string*>(out)->append(data, size * n);
-    return size * n;
-  }
-
-  std::string endpoint_;
-  std::string host_;
-  Credentials creds_;
-  CURL* curl_;
+      : SignedJsonClient(std::move(endpoint), std::move(host), std::move(creds),
+                         "Logs_20140328", "logs") {}
 };
 
 // The PutLogEvents body for one batch, written out directly (messages need no escaping).

@@ -20,7 +20,7 @@ namespace berth::ecs {
 namespace {
 
 const std::string kTasks = "ecs/tasks/";
-const std::string kIndex = "ecs/task-index/";
+const std::string& kIndex = kTaskIndexPrefix;
 const std::string kNodes = "ecs/nodes/";
 const std::string kDesired = "ecs/desired/";
 const std::string kClusters = "ecs/clusters/";
@@ -107,21 +107,21 @@ Json IndexDoc(const Json& task) {
   return idx;
 }
 
-bool Matches(const Json& idx, const TaskFilter& f) {
-  if (f.service && Str(idx, "service") != *f.service) {
+bool Matches(const TaskIndexEntry& idx, const TaskFilter& f) {
+  if (f.service && idx.service != *f.service) {
     return false;
   }
-  if (f.family && Str(idx, "family") != *f.family) {
+  if (f.family && idx.family != *f.family) {
     return false;
   }
-  if (f.started_by && Str(idx, "startedBy") != *f.started_by) {
+  if (f.started_by && idx.started_by != *f.started_by) {
     return false;
   }
-  if (f.launch_type && Str(idx, "launchType") != *f.launch_type) {
+  if (f.launch_type && idx.launch_type != *f.launch_type) {
     return false;
   }
   if (f.desired_status) {
-    std::string desired = Str(idx, "desiredStatus");
+    const std::string& desired = idx.desired_status;
     if (*f.desired_status == "STOPPED") {
       return desired == "STOPPED";
     }
@@ -871,34 +871,20 @@ Result<std::optional<Json>> StoreTaskManager::GetTask(const std::string& cluster
 
 Result<TaskIdPage> StoreTaskManager::ListTaskIds(const TaskFilter& filter,
                                                  const std::string& after, int limit) {
-  const std::string prefix = kIndex + filter.cluster + "/";
-  std::string cursor = after.empty() ? "" : prefix + after;
   TaskIdPage page;
-  constexpr size_t kBatch = 500;
-  while (true) {
-    auto batch = store_.List(prefix, cursor, kBatch);
-    if (!batch.ok()) {
-      return batch.error();
-    }
-    for (const auto& e : *batch) {
-      cursor = e.key;
-      auto idx = Parse(e.value, e.key);
-      if (!idx.ok()) {
-        return idx.error();
-      }
-      if (!Matches(*idx, filter)) {
-        continue;
-      }
-      if (static_cast<int>(page.ids.size()) == limit) {
-        page.next_after = page.ids.back();
-        return page;
-      }
-      page.ids.push_back(e.key.substr(prefix.size()));
-    }
-    if (batch->size() < kBatch) {
-      return page;
-    }
-  }
+  BERTH_TRY(index_.ForEach(filter.cluster, after,
+                           [&](const std::string& id, const TaskIndexEntry& idx) {
+                             if (!Matches(idx, filter)) {
+                               return true;
+                             }
+                             if (static_cast<int>(page.ids.size()) == limit) {
+                               page.next_after = page.ids.back();
+                               return false;
+                             }
+                             page.ids.push_back(id);
+                             return true;
+                           }));
+  return page;
 }
 
 Result<std::vector<Json>> StoreTaskManager::FindTasks(const TaskFilter& filter) {
@@ -920,19 +906,11 @@ Result<std::vector<Json>> StoreTaskManager::FindTasks(const TaskFilter& filter) 
 }
 
 Result<ClusterTaskCounts> StoreTaskManager::CountTasks(const std::string& cluster) {
-  auto entries = store_.List(kIndex + cluster + "/");
-  if (!entries.ok()) {
-    return entries.error();
-  }
   ClusterTaskCounts counts;
-  for (const auto& e : *entries) {
-    auto idx = Parse(e.value, e.key);
-    if (!idx.ok()) {
-      return idx.error();
-    }
-    std::string last = Str(*idx, "lastStatus");
+  BERTH_TRY(index_.ForEach(cluster, "", [&](const std::string&, const TaskIndexEntry& idx) {
+    const std::string& last = idx.last_status;
     if (last == "STOPPED") {
-      continue;
+      return true;
     }
     counts.active += 1;
     if (last == "RUNNING") {
@@ -940,7 +918,8 @@ Result<ClusterTaskCounts> StoreTaskManager::CountTasks(const std::string& cluste
     } else if (last == "PROVISIONING" || last == "PENDING" || last == "ACTIVATING") {
       counts.pending += 1;
     }
-  }
+    return true;
+  }));
   return counts;
 }
 
@@ -1116,38 +1095,28 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
 
 Result<int> StoreTaskManager::PruneStoppedTasks() {
   double cutoff = Now() - options_.stopped_task_retention_seconds;
+  struct Expired {
+    std::string rest;  // <cluster>/<id>
+    int64_t revision;
+  };
+  std::vector<Expired> expired;
+  BERTH_TRY(index_.ForAll(
+      [&](const std::string& cluster, const std::string& id, const TaskIndexEntry& idx) {
+        if (idx.last_status == "STOPPED" && idx.stopped_at > 0 && idx.stopped_at < cutoff) {
+          expired.push_back({cluster + "/" + id, idx.mod_revision});
+        }
+      }));
   int pruned = 0;
-  std::string cursor;
-  constexpr size_t kBatch = 1000;
-  while (true) {
-    auto batch = store_.List(kIndex, cursor, kBatch);
-    if (!batch.ok()) {
-      return batch.error();
-    }
-    for (const auto& e : *batch) {
-      cursor = e.key;
-      auto idx = Parse(e.value, e.key);
-      if (!idx.ok()) {
-        continue;
-      }
-      if (Str(*idx, "lastStatus") != "STOPPED" || !idx->contains("stoppedAt") ||
-          (*idx)["stoppedAt"].get<double>() >= cutoff) {
-        continue;
-      }
-      std::string rest = e.key.substr(kIndex.size());  // <cluster>/<id>
-      store::Txn txn;
-      txn.IfRevision(e.key, e.mod_revision);
-      txn.Delete(e.key);
-      txn.Delete(kTasks + rest);
-      auto committed = store_.Commit(txn);
-      if (committed.ok()) {
-        ++pruned;
-      } else if (!IsConflict(committed.error())) {
-        return committed.error();
-      }
-    }
-    if (batch->size() < kBatch) {
-      break;
+  for (const auto& e : expired) {
+    store::Txn txn;
+    txn.IfRevision(kIndex + e.rest, e.revision);
+    txn.Delete(kIndex + e.rest);
+    txn.Delete(kTasks + e.rest);
+    auto committed = store_.Commit(txn);
+    if (committed.ok()) {
+      ++pruned;
+    } else if (!IsConflict(committed.error())) {
+      return committed.error();
     }
   }
   if (pruned > 0) {

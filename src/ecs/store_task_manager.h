@@ -24,6 +24,7 @@
 
 #include "ecs/agent_protocol.h"
 #include "ecs/scheduler.h"
+#include "ecs/task_index.h"
 #include "ecs/tasks.h"
 #include "store/store.h"
 
@@ -151,6 +152,7 @@ class StoreTaskManager : public TaskManager {
   store::Store& store_;
   TaskManagerOptions options_;
   double started_at_;
+  TaskIndex index_{store_};
 
   std::mutex node_cache_mu_;
   std::unordered_map<std::string, std::shared_ptr<const CachedNode>> node_cache_;
