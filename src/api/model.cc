@@ -1,5 +1,7 @@
 #include "api/model.h"
 
+#include "api/model_overlay.h"
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +39,19 @@ const Model& Model::Get(std::string_view service) {
     throw std::invalid_argument("no embedded model for " + std::string(service));
   }
   auto model = std::unique_ptr<Model>(new Model(text));
+  Json overlay = ModelOverlay(service);
+  for (const char* section : {"operations", "shapes"}) {
+    if (!overlay.contains(section)) {
+      continue;
+    }
+    Json& into = model->doc_[section];
+    for (auto it = overlay[section].begin(); it != overlay[section].end(); ++it) {
+      if (!into.contains(it.key())) {
+        into[it.key()] = it.value();
+      }
+    }
+  }
+  model->shapes_ = &model->doc_.at("shapes");
   auto& ref = *model;
   models.emplace(std::string(service), std::move(model));
   return ref;

@@ -67,6 +67,11 @@ class EcsApi {
   Result<Json> ListTaskDefinitions(const Json& in, const api::CallContext& ctx);
   Result<Json> ListTaskDefinitionFamilies(const Json& in, const api::CallContext& ctx);
   Result<Json> DeregisterTaskDefinition(const Json& in, const api::CallContext& ctx);
+  Result<Json> DeleteTaskDefinitions(const Json& in, const api::CallContext& ctx);
+
+  /// Removes DELETE_IN_PROGRESS revisions that no unstopped task and no
+  /// deployment of a service that is not INACTIVE uses; returns how many.
+  Result<int> PurgeDeletedTaskDefinitions();
 
   Result<Json> RunTask(const Json& in, const api::CallContext& ctx);
   Result<Json> StartTask(const Json& in, const api::CallContext& ctx);

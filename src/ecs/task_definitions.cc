@@ -2,11 +2,14 @@
 //
 // Task definitions: RegisterTaskDefinition, DescribeTaskDefinition,
 // ListTaskDefinitions, ListTaskDefinitionFamilies, DeregisterTaskDefinition.
-// DeleteTaskDefinitions is newer than the service model berth serves, so the
-// front answers it as an unknown operation.
+// DeleteTaskDefinitions (newer than some botocore snapshots; the model
+// overlay in src/api/model_overlay.cc adds its shapes where they are missing)
+// moves INACTIVE revisions to DELETE_IN_PROGRESS; PurgeDeletedTaskDefinitions
+// removes them once no task or service deployment uses them.
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "common/paging.h"
@@ -65,8 +68,9 @@ Result<std::string> PageStart(const Json& in) {
 struct RevisionRow {
   std::string family;
   int64_t revision = 0;
-  bool active = false;
+  std::string status;  // ACTIVE, INACTIVE or DELETE_IN_PROGRESS
   std::string arn;
+  bool active() const { return status == "ACTIVE"; }
 };
 
 }  // namespace
@@ -86,6 +90,9 @@ void EcsApi::AddTaskDefinitionOperations(api::JsonService& svc) {
   });
   svc.Add("DeregisterTaskDefinition", [this](const Json& in, const api::CallContext& c) {
     return DeregisterTaskDefinition(in, c);
+  });
+  svc.Add("DeleteTaskDefinitions", [this](const Json& in, const api::CallContext& c) {
+    return DeleteTaskDefinitions(in, c);
   });
   AddTaggableType("task-definition", [this](const EcsArnParts& arn) -> Result<std::string> {
     auto ref = ParseTaskDefinitionRef(arn.resource_id);
@@ -242,8 +249,7 @@ Result<std::vector<RevisionRow>> ListRevisions(store::Store& store, const std::s
       cursor = e.key;
       Json td = Json::parse(e.value)["taskDefinition"];
       rows.push_back(RevisionRow{td.value("family", ""), td.value("revision", int64_t{0}),
-                                 td.value("status", "") == "ACTIVE",
-                                 td.value("taskDefinitionArn", "")});
+                                 td.value("status", ""), td.value("taskDefinitionArn", "")});
     }
     if (batch->size() < kBatch) {
       return rows;
@@ -263,8 +269,8 @@ Result<Json> EcsApi::ListTaskDefinitions(const Json& in, const api::CallContext&
     return start.error();
   }
   std::string status = in.value("status", "ACTIVE");
-  if (status != "ACTIVE" && status != "INACTIVE") {
-    return InvalidParameter("status must be ACTIVE or INACTIVE.");
+  if (status != "ACTIVE" && status != "INACTIVE" && status != "DELETE_IN_PROGRESS") {
+    return InvalidParameter("status must be ACTIVE, INACTIVE or DELETE_IN_PROGRESS.");
   }
   std::string sort = in.value("sort", "ASC");
   if (sort != "ASC" && sort != "DESC") {
@@ -282,7 +288,7 @@ Result<Json> EcsApi::ListTaskDefinitions(const Json& in, const api::CallContext&
 
   std::vector<RevisionRow> matching;
   for (auto& r : *rows) {
-    if (r.active == (status == "ACTIVE")) {
+    if (r.status == status) {
       matching.push_back(std::move(r));
     }
   }
@@ -300,7 +306,7 @@ Result<Json> EcsApi::ListTaskDefinitions(const Json& in, const api::CallContext&
     if (!ref) {
       return InvalidParameter("Invalid nextToken.");
     }
-    RevisionRow marker{ref->family, ref->revision, false, ""};
+    RevisionRow marker{ref->family, ref->revision, "", ""};
     first = std::upper_bound(matching.begin(), matching.end(), marker, before) - matching.begin();
   }
   Json arns = Json::array();
@@ -336,7 +342,7 @@ Result<Json> EcsApi::ListTaskDefinitionFamilies(const Json& in, const api::CallC
   }
   std::map<std::string, bool> families;  // family -> has an ACTIVE revision
   for (const auto& r : *rows) {
-    families[r.family] = families[r.family] || r.active;
+    families[r.family] = families[r.family] || r.active();
   }
 
   Json names = Json::array();
@@ -356,6 +362,144 @@ Result<Json> EcsApi::ListTaskDefinitionFamilies(const Json& in, const api::CallC
     out["nextToken"] = EncodePageToken(names.back().get<std::string>());
   }
   return out;
+}
+
+Result<Json> EcsApi::DeleteTaskDefinitions(const Json& in, const api::CallContext& ctx) {
+  const Json& refs = in["taskDefinitions"];
+  if (refs.empty() || refs.size() > 10) {
+    return InvalidParameter("The taskDefinitions parameter must contain 1 to 10 task definitions.");
+  }
+  Json deleted = Json::array();
+  Json failures = Json::array();
+  for (const auto& r : refs) {
+    const std::string text = r.get<std::string>();
+    auto ref = ParseTaskDefinitionRef(text);
+    if (!ref || ref->revision == 0) {
+      failures.push_back({{"arn", text},
+                          {"reason",
+                           "The specified task definition identifier is invalid. Specify a "
+                           "valid name or ARN and try again."}});
+      continue;
+    }
+    const std::string arn = "arn:aws:ecs:" + account_.region + ":" + account_.account_id +
+                            ":task-definition/" + ref->family + ":" +
+                            std::to_string(ref->revision);
+    // A revision that cannot be deleted comes back as this error, which writes nothing.
+    constexpr const char* kRefused = "TaskDefinitionNotDeletable";
+    Json result;
+    auto committed = store::ReadModifyWrite(
+        store_, RevisionKey(ref->family, ref->revision),
+        [&](const std::optional<store::Entry>& cur) -> Result<std::optional<std::string>> {
+          if (!cur) {
+            return ClientError(kRefused,
+                               "The specified task definition does not exist. Specify a valid "
+                               "account, family, revision and try again.");
+          }
+          Json doc = Json::parse(cur->value);
+          Json& td = doc["taskDefinition"];
+          const std::string status = td.value("status", "");
+          if (status == "ACTIVE") {
+            return ClientError(kRefused,
+                               "The specified task definition is still in ACTIVE status. Please "
+                               "deregister the target and try again.");
+          }
+          result = td;
+          if (status == "DELETE_IN_PROGRESS") {
+            return std::optional<std::string>(cur->value);
+          }
+          td["status"] = "DELETE_IN_PROGRESS";
+          td["deleteRequestedAt"] = NowEpochSeconds();
+          result = td;
+          return std::optional<std::string>(doc.dump());
+        });
+    if (!committed.ok()) {
+      if (committed.error().code != kRefused) {
+        return committed.error();
+      }
+      failures.push_back({{"arn", arn}, {"reason", committed.error().message}});
+      continue;
+    }
+    deleted.push_back(result);
+  }
+  return Json{{"taskDefinitions", deleted}, {"failures", failures}};
+}
+
+Result<int> EcsApi::PurgeDeletedTaskDefinitions() {
+  auto rows = ListRevisions(store_, kTaskDefs);
+  if (!rows.ok()) {
+    return rows.error();
+  }
+  std::set<std::string> doomed;
+  for (const auto& r : *rows) {
+    if (r.status == "DELETE_IN_PROGRESS") {
+      doomed.insert(r.arn);
+    }
+  }
+  if (doomed.empty()) {
+    return 0;
+  }
+  // What still uses a revision: a task that has not stopped, or a deployment
+  // of a service that is not INACTIVE.
+  std::set<std::string> used;
+  auto clusters = store_.List("ecs/clusters/");
+  if (!clusters.ok()) {
+    return clusters.error();
+  }
+  for (const auto& c : *clusters) {
+    const std::string cluster = c.key.substr(std::string("ecs/clusters/").size());
+    TaskFilter filter;
+    filter.cluster = cluster;
+    auto tasks = tasks_->FindTasks(filter);
+    if (!tasks.ok()) {
+      return tasks.error();
+    }
+    for (const auto& t : *tasks) {
+      if (t.value("lastStatus", "") != "STOPPED") {
+        used.insert(t.value("taskDefinitionArn", ""));
+      }
+    }
+  }
+  auto services = store_.List(kServicesPrefix);
+  if (!services.ok()) {
+    return services.error();
+  }
+  for (const auto& e : *services) {
+    Json svc = Json::parse(e.value, nullptr, false);
+    if (!svc.is_object() || svc.value("status", "") == "INACTIVE") {
+      continue;
+    }
+    used.insert(svc.value("taskDefinition", ""));
+    for (const auto& d : svc.value("deployments", Json::array())) {
+      used.insert(d.value("taskDefinition", ""));
+    }
+  }
+  int purged = 0;
+  for (const auto& arn : doomed) {
+    if (used.count(arn) > 0) {
+      continue;
+    }
+    auto ref = ParseTaskDefinitionRef(arn);
+    if (!ref) {
+      continue;
+    }
+    auto committed = store::ReadModifyWrite(
+        store_, RevisionKey(ref->family, ref->revision),
+        [&](const std::optional<store::Entry>& cur) -> Result<std::optional<std::string>> {
+          Json doc = cur ? Json::parse(cur->value) : Json::object();
+          if (!cur || doc["taskDefinition"].value("status", "") != "DELETE_IN_PROGRESS") {
+            return ClientError("TaskDefinitionKept", "");  // gone or changed meanwhile
+          }
+          return std::optional<std::string>();
+        });
+    if (!committed.ok()) {
+      if (committed.error().code == "TaskDefinitionKept") {
+        continue;
+      }
+      return committed.error();
+    }
+    ++purged;
+  }
+  return purged;
 }
 
 }  // namespace berth::ecs

@@ -209,6 +209,13 @@ Status Daemon::Start() {
                                     [impl] { return impl->stopping; })) {
       lock.unlock();
       (void)impl->logs->SweepExpired(logs::LogStore::NowMs());
+      auto purged = impl->ecs->PurgeDeletedTaskDefinitions();
+      if (!purged.ok()) {
+        spdlog::warn("component=ecs event=taskdef_purge_failed error=\"{}\"",
+                     purged.error().message);
+      } else if (*purged > 0) {
+        spdlog::info("component=ecs event=taskdefs_deleted count={}", *purged);
+      }
       lock.lock();
     }
   });

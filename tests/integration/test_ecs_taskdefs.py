@@ -268,3 +268,88 @@ def test_ecs_task_definition_survives_restart(berthd_factory):
     assert ecs.describe_task_definition(taskDefinition="durable:1")["taskDefinition"][
         "status"] == "INACTIVE"
     assert fargate(ecs, "durable")["taskDefinition"]["revision"] == 2
+
+
+def signed_call(berthd, operation, body):
+    """A JSON 1.1 ECS call signed with botocore's own signer, for operations newer than this
+    machine's boto3 model (which cannot send them)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    req = botocore.awsrequest.AWSRequest(
+        method="POST", url=berthd.endpoint + "/", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/x-amz-json-1.1",
+                 "X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{operation}"})
+    akid, secret = berthd.credentials()
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(akid, secret), "ecs",
+                            REGION).add_auth(req)
+    prepared = req.prepare()
+    r = urllib.request.Request(prepared.url, data=prepared.body, method="POST",
+                               headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(r, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_ecs_delete_task_definitions(ecs, berthd):
+    fargate(ecs, "td-del")
+    fargate(ecs, "td-del")
+    # An ACTIVE revision is refused, and so are unknown and revisionless ones.
+    status, out = signed_call(berthd, "DeleteTaskDefinitions",
+                              {"taskDefinitions": ["td-del:1", "td-del:99", "td-del"]})
+    assert status == 200
+    assert out["taskDefinitions"] == []
+    assert out["failures"] == [
+        {"arn": arn("td-del", 1),
+         "reason": "The specified task definition is still in ACTIVE status. Please deregister "
+                   "the target and try again."},
+        {"arn": arn("td-del", 99),
+         "reason": "The specified task definition does not exist. Specify a valid account, "
+                   "family, revision and try again."},
+        {"arn": "td-del",
+         "reason": "The specified task definition identifier is invalid. Specify a valid name "
+                   "or ARN and try again."}]
+    assert ecs.describe_task_definition(taskDefinition="td-del:1")[
+        "taskDefinition"]["status"] == "ACTIVE"
+
+    ecs.deregister_task_definition(taskDefinition="td-del:1")
+    status, out = signed_call(berthd, "DeleteTaskDefinitions",
+                              {"taskDefinitions": [arn("td-del", 1)]})
+    assert status == 200, out
+    assert out["failures"] == []
+    assert len(out["taskDefinitions"]) == 1
+    td = out["taskDefinitions"][0]
+    assert td["taskDefinitionArn"] == arn("td-del", 1)
+    assert td["status"] == "DELETE_IN_PROGRESS"
+    assert isinstance(td["deleteRequestedAt"], (int, float))
+    # Asking again answers the same.
+    status, again = signed_call(berthd, "DeleteTaskDefinitions",
+                                {"taskDefinitions": ["td-del:1"]})
+    assert again["taskDefinitions"][0]["status"] == "DELETE_IN_PROGRESS"
+
+    described = ecs.describe_task_definition(taskDefinition="td-del:1")["taskDefinition"]
+    assert described["status"] == "DELETE_IN_PROGRESS"
+    # It is no longer INACTIVE, and nothing new can use it.
+    assert arn("td-del", 1) not in ecs.list_task_definitions(
+        familyPrefix="td-del", status="INACTIVE")["taskDefinitionArns"]
+    ecs.create_cluster(clusterName="td-del")
+    code, msg, _ = error_of(ecs.run_task, cluster="td-del", taskDefinition="td-del:1",
+                            launchType="FARGATE", networkConfiguration=NET)
+    assert (code, msg) == ("InvalidParameterException", "TaskDefinition is inactive")
+    # The family keeps its revision counter.
+    assert fargate(ecs, "td-del")["taskDefinition"]["revision"] == 3
+
+    status, out = signed_call(berthd, "DeleteTaskDefinitions",
+                              {"taskDefinitions": [f"td-del:{i}" for i in range(1, 12)]})
+    assert status == 400
+    assert out["__type"].endswith("InvalidParameterException")
+    status, out = signed_call(berthd, "DeleteTaskDefinitions", {})
+    assert status == 400
+    assert out["__type"].endswith("InvalidParameterException")
