@@ -716,6 +716,153 @@ TEST(ImageStoreTest, CollectUnusedKeepsOnlyWhatIsInUse) {
   EXPECT_TRUE(fs::is_empty(store.root() + "/blobs/sha256"));
 }
 
+// Sets the modification time of a store entry back by `age`, as if written that long ago.
+void AgeEntry(const std::string& path, std::chrono::seconds age) {
+  auto then = std::chrono::system_clock::now() - age;
+  struct timespec times[2];
+  times[0].tv_sec = std::chrono::system_clock::to_time_t(then);
+  times[0].tv_nsec = 0;
+  times[1] = times[0];
+  ASSERT_EQ(0, ::utimensat(AT_FDCWD, path.c_str(), times, 0)) << path;
+}
+
+// A store holding one unpacked layer per name, each written two hours ago.
+std::vector<std::string> StoreWithOldLayers(ImageStore& store,
+                                            std::initializer_list<const char*> names) {
+  std::vector<std::string> digests;
+  for (const char* name : names) {
+    std::string temp = *store.CreateTempFile("blob");
+    std::string digest = MakeLayerBlob(temp, 2, name);
+    EXPECT_TRUE(store.CommitBlob(digest, temp).ok());
+    EXPECT_TRUE(store.EnsureLayerUnpacked(digest, store.BlobPath(digest)).ok());
+    AgeEntry(store.BlobPath(digest), std::chrono::hours(2));
+    AgeEntry(fs::path(store.LayerPath(digest)).parent_path().string(), std::chrono::hours(2));
+    digests.push_back(digest);
+  }
+  return digests;
+}
+
+TEST(ImageStoreTest, CollectUnusedKeepsWhatWasUsedWithinTheGracePeriod) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  auto digests = StoreWithOldLayers(store, {"old", "released", "running"});
+  auto now = std::chrono::system_clock::now();
+  // "released" belonged to a task that ended ten minutes ago.
+  store.MarkUsed({digests[1]}, now - std::chrono::minutes(10));
+
+  auto stats = store.CollectUnused({digests[2]}, std::chrono::minutes(30), now);
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(1u, stats->blobs_removed);
+  EXPECT_EQ(1u, stats->kept_in_use);
+  EXPECT_EQ(1u, stats->kept_recent);
+  EXPECT_FALSE(store.HasLayer(digests[0]));
+  EXPECT_FALSE(store.HasBlob(digests[0]));
+  EXPECT_TRUE(store.HasLayer(digests[1]));
+  EXPECT_TRUE(store.HasBlob(digests[1]));
+  EXPECT_TRUE(store.HasLayer(digests[2]));
+
+  // Once its grace has passed, the released image goes; the one in use never does.
+  stats = store.CollectUnused({digests[2]}, std::chrono::minutes(30),
+                              now + std::chrono::minutes(21));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(0u, stats->kept_recent);
+  EXPECT_FALSE(store.HasLayer(digests[1]));
+  EXPECT_FALSE(store.HasBlob(digests[1]));
+  EXPECT_TRUE(store.HasLayer(digests[2]));
+  EXPECT_TRUE(store.HasBlob(digests[2]));
+  // Only the in-use layer's directory is left: no temporary names either.
+  EXPECT_EQ(1, std::distance(fs::directory_iterator(store.root() + "/layers/sha256"),
+                             fs::directory_iterator()));
+}
+
+TEST(ImageStoreTest, CollectUnusedKeepsFreshContentThatNobodyMarked) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  // A blob of a pull that failed half-way, and a layer of a store inherited from an earlier
+  // process: neither is marked, both were just written.
+  std::string temp = *store.CreateTempFile("blob");
+  std::string blob_only = MakeLayerBlob(temp, 1, "partial");
+  ASSERT_TRUE(store.CommitBlob(blob_only, temp).ok());
+  temp = *store.CreateTempFile("blob");
+  std::string layer = MakeLayerBlob(temp, 1, "inherited");
+  ASSERT_TRUE(store.CommitBlob(layer, temp).ok());
+  ASSERT_TRUE(store.EnsureLayerUnpacked(layer, store.BlobPath(layer)).ok());
+  auto now = std::chrono::system_clock::now();
+
+  auto stats = store.CollectUnused({}, std::chrono::seconds(60), now);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(2u, stats->kept_recent);
+  EXPECT_TRUE(store.HasBlob(blob_only));
+  EXPECT_TRUE(store.HasLayer(layer));
+
+  stats = store.CollectUnused({}, std::chrono::seconds(60), now + std::chrono::seconds(61));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(2u, stats->blobs_removed);
+  EXPECT_FALSE(store.HasBlob(blob_only));
+  EXPECT_FALSE(store.HasLayer(layer));
+  EXPECT_TRUE(fs::is_empty(store.root() + "/blobs/sha256"));
+}
+
+TEST(PulledImageRecordTest, RoundTripsTheDigestsAPersistedTaskKeepsInUse) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  auto layers = StoreWithOldLayers(store, {"base", "app"});
+  Json config = {{"architecture", "amd64"}, {"config", {{"Cmd", {"sh"}}}}};
+  std::string config_temp = *store.CreateTempFile("config");
+  WriteFile(config_temp, config.dump());
+  std::string config_digest = Sha256OfString(config.dump());
+  ASSERT_TRUE(store.CommitBlob(config_digest, config_temp).ok());
+
+  PulledImage image;
+  image.reference = "127.0.0.1:5000/app:v1";
+  image.digest = "sha256:" + std::string(64, 'd');
+  image.manifest_digest = image.digest;
+  image.config_digest = config_digest;
+  image.config = config;
+  for (const auto& d : layers) {
+    image.layers.push_back({d, "application/vnd.oci.image.layer.v1.tar+gzip", 123, "/elsewhere"});
+  }
+
+  // Through text, as the task record on disk.
+  Json record = Json::parse(PulledImageRecord(image).dump());
+  auto restored = PulledImageFromRecord(record, store);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  EXPECT_EQ(image.StoreDigests(), restored->StoreDigests());
+  EXPECT_EQ(3u, restored->StoreDigests().size());
+  EXPECT_EQ(image.reference, restored->reference);
+  EXPECT_EQ(image.digest, restored->digest);
+  EXPECT_EQ(config, restored->config);
+  ASSERT_EQ(2u, restored->layers.size());
+  EXPECT_EQ(store.LayerPath(layers[0]), restored->layers[0].path);
+  EXPECT_EQ(store.LayerPath(layers[1]), restored->layers[1].path);
+  EXPECT_EQ(123u, restored->layers[1].size);
+
+  // A collection told what the restored task uses keeps every one of its digests.
+  auto stats = store.CollectUnused(restored->StoreDigests(), std::chrono::seconds(0),
+                                   std::chrono::system_clock::now());
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(0u, stats->layers_removed);
+  EXPECT_EQ(0u, stats->blobs_removed);
+  EXPECT_EQ(3u, stats->kept_in_use);
+
+  // No image (a container not pulled yet) is an empty record and back.
+  EXPECT_TRUE(PulledImageRecord(PulledImage{}).empty());
+  auto empty = PulledImageFromRecord(Json::object(), store);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->StoreDigests().empty());
+
+  record["layers"][0]["digest"] = "sha256:../../etc";
+  auto bad = PulledImageFromRecord(record, store);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ("InvalidImageRecord", bad.error().code);
+}
+
 // ---------------------------------------------------------------------------
 // Rootfs
 
