@@ -35,8 +35,10 @@
 #include "agent/image_config.h"
 #include "agent/image_store.h"
 #include "agent/layer_unpack.h"
+#include "agent/registry_auth.h"
 #include "agent/registry_client.h"
 #include "agent/rootfs.h"
+#include "common/paging.h"
 
 namespace berth::agent {
 namespace {
@@ -1475,6 +1477,81 @@ TEST(RegistryClientTest, UsesBasicAuthWhenAsked) {
                             Credentials{FakeRegistry::kUser, FakeRegistry::kPassword});
   ASSERT_TRUE(pulled.ok()) << pulled.error().message;
   EXPECT_EQ("basic", ReadFile(pulled->layers[0].path + "/etc/marker"));
+}
+
+TEST(RegistryClientTest, AnAuthFileEntryForTheHostAnswersTheBearerChallenge) {
+  TempDir tmp;
+  FakeImage img = MakeFakeImage(tmp.path(), "from-auth-file");
+  FakeRegistry registry(FakeRegistry::Auth::kBearer);
+  registry.AddImage("t/app", "v1", img);
+  std::string auth = Base64Encode(std::string(FakeRegistry::kUser) + ":" +
+                                  FakeRegistry::kPassword);
+  WriteFile(tmp / "config.json",
+            Json{{"auths", {{"http://" + registry.host() + "/", {{"auth", auth}}},
+                            {"127.0.0.2:1", {{"auth", Base64Encode("x:y")}}}}}}
+                .dump());
+  auto auths = LoadRegistryAuth(tmp / "config.json");
+  ASSERT_TRUE(auths.ok()) << auths.error().message;
+  auto creds = FindRegistryCredentials(*auths, registry.host());
+  ASSERT_TRUE(creds.has_value());
+  EXPECT_EQ("AWS", creds->username);
+  EXPECT_EQ("s3cret", creds->password);
+
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  RegistryClient client(PlainHttp());
+  auto pulled = client.Pull(Ref(registry.host() + "/t/app:v1"), store, *creds);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().message;
+  EXPECT_EQ("from-auth-file", ReadFile(pulled->layers[0].path + "/etc/marker"));
+  EXPECT_EQ(1, registry.TokenRequests());
+
+  // Without an entry for the host the pull is anonymous, and the token service refuses it.
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "127.0.0.3:1").has_value());
+  ImageStore other(tmp / "store2");
+  ASSERT_TRUE(other.Init().ok());
+  auto denied = client.Pull(Ref(registry.host() + "/t/app:v1"), other, Credentials{});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(401, denied.error().status);
+}
+
+TEST(RegistryAuthTest, ReadsAuthOrUsernameAndPasswordAndNormalizesHosts) {
+  Json doc = {{"auths",
+               {{"https://Registry.Example.com:5000/v1/", {{"auth", Base64Encode("me:p:w")}}},
+                {"other.example", {{"username", "u"}, {"password", "p"}}},
+                {"helper.example", {{"identitytoken", "opaque"}}}}},
+              {"credHelpers", {{"x.example", "pass"}}}};
+  auto auths = ParseRegistryAuth(doc.dump());
+  ASSERT_TRUE(auths.ok()) << auths.error().message;
+  EXPECT_EQ(2u, auths->size());
+  auto first = FindRegistryCredentials(*auths, "registry.example.com:5000");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ("me", first->username);
+  EXPECT_EQ("p:w", first->password);  // only the first colon separates
+  auto second = FindRegistryCredentials(*auths, "OTHER.example");
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ("u", second->username);
+  EXPECT_EQ("p", second->password);
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "helper.example").has_value());
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "registry.example.com").has_value());
+
+  auto none = ParseRegistryAuth("{}");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST(RegistryAuthTest, RefusesMalformedFiles) {
+  for (const std::string& text :
+       {std::string("not json"), std::string("[]"), std::string(R"({"auths": []})"),
+        std::string(R"({"auths": {"h": {"auth": "!!!!"}}})"),
+        Json{{"auths", {{"h", {{"auth", Base64Encode("no-colon")}}}}}}.dump(),
+        std::string(R"({"auths": {"h": "x"}})")}) {
+    auto parsed = ParseRegistryAuth(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ("InvalidRegistryAuth", parsed.error().code) << text;
+  }
+  auto missing = LoadRegistryAuth("/nonexistent/config.json");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ("InvalidRegistryAuth", missing.error().code);
 }
 
 TEST(RegistryClientTest, PicksTheHostPlatformFromAnIndex) {
