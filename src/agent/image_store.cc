@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -313,56 +314,109 @@ Result<std::string> ImageStore::UnpackNow(const std::string& digest, const std::
 }
 
 Status ImageStore::CollectUnused(const std::set<std::string>& in_use_digests) {
+  auto stats = CollectUnused(in_use_digests, std::chrono::seconds(0),
+                             std::chrono::system_clock::now());
+  if (!stats.ok()) {
+    return stats.error();
+  }
+  return Ok();
+}
+
+void ImageStore::MarkUsed(const std::set<std::string>& digests,
+                          std::chrono::system_clock::time_point now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& digest : digests) {
+    auto& last = last_used_[digest];
+    last = std::max(last, now);
+  }
+}
+
+Result<CollectStats> ImageStore::CollectUnused(const std::set<std::string>& in_use_digests,
+                                               std::chrono::seconds grace,
+                                               std::chrono::system_clock::time_point now) {
   std::unique_lock<std::shared_mutex> collect_lock(collect_mu_);
   std::error_code ec;
+  CollectStats stats;
+  const std::string layers_dir = root_ + "/layers/sha256";
+  const std::string blobs_dir = root_ + "/blobs/sha256";
 
-  // Move unused layers out of their final names first (cheap and atomic,
-  // done under mu_ so no caller sees a half-deleted layer), then delete.
-  std::vector<fs::path> doomed;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& entry : fs::directory_iterator(root_ + "/layers/sha256", ec)) {
-      std::string name = entry.path().filename().string();
-      std::string digest = std::string(kSha256Prefix) + name;
-      if (!IsValidDigest(digest) || in_use_digests.count(digest) > 0 ||
-          in_flight_.count(digest) > 0) {
-        continue;
-      }
-      fs::path moved =
-          entry.path().parent_path() / (std::string(kTempPrefix) + "gc-" + name.substr(0, 12) +
-                                        "-" + std::to_string(++counter_));
-      if (::rename(entry.path().c_str(), moved.c_str()) == 0) {
-        doomed.push_back(moved);
+  // Every digest present on disk, as a layer, a blob or both.
+  std::set<std::string> present;
+  for (const std::string& dir : {layers_dir, blobs_dir}) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      std::string digest = std::string(kSha256Prefix) + entry.path().filename().string();
+      if (IsValidDigest(digest)) {
+        present.insert(digest);
       }
     }
+    if (ec) {
+      return ServerError("list " + dir + ": " + ec.message());
+    }
   }
-  if (ec) {
-    return ServerError("list layers in " + root_ + ": " + ec.message());
+
+  // Decide under mu_, so no unpack starts or publishes a layer meanwhile, and move doomed
+  // layers out of their final names there (cheap and atomic: no caller sees a half-deleted
+  // layer); the slow deletion happens afterwards.
+  std::vector<fs::path> doomed_layers;
+  std::vector<std::string> doomed_blobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& digest : present) {
+      if (in_use_digests.count(digest) > 0 || in_flight_.count(digest) > 0) {
+        ++stats.kept_in_use;
+        continue;
+      }
+      auto last = std::chrono::system_clock::time_point::min();
+      if (auto it = last_used_.find(digest); it != last_used_.end()) {
+        last = it->second;
+      }
+      // The layer's own directory (renamed into place once complete) and the blob file.
+      for (const std::string& path : {layers_dir + "/" + HexOf(digest), BlobPath(digest)}) {
+        struct stat st;
+        if (::stat(path.c_str(), &st) == 0) {
+          auto written = std::chrono::system_clock::time_point(
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                  std::chrono::seconds(st.st_mtim.tv_sec) +
+                  std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+          last = std::max(last, written);
+        }
+      }
+      if (grace.count() > 0 && last > now - grace) {
+        ++stats.kept_recent;
+        continue;
+      }
+      last_used_.erase(digest);
+      doomed_blobs.push_back(BlobPath(digest));
+      fs::path layer = layers_dir + "/" + HexOf(digest);
+      fs::path moved = layers_dir + "/" + std::string(kTempPrefix) + "gc-" +
+                       HexOf(digest).substr(0, 12) + "-" + std::to_string(++counter_);
+      if (::rename(layer.c_str(), moved.c_str()) == 0) {
+        doomed_layers.push_back(moved);
+      }
+    }
   }
 
   Status status = Ok();
-  for (const auto& path : doomed) {
+  for (const auto& path : doomed_layers) {
     fs::remove_all(path, ec);
     if (ec && status.ok()) {
       status = ServerError("remove layer " + path.string() + ": " + ec.message());
+    } else if (!ec) {
+      ++stats.layers_removed;
     }
   }
-
-  for (const auto& entry : fs::directory_iterator(root_ + "/blobs/sha256", ec)) {
-    std::string digest = std::string(kSha256Prefix) + entry.path().filename().string();
-    if (in_use_digests.count(digest) > 0) {
-      continue;
-    }
+  for (const auto& path : doomed_blobs) {
     std::error_code rm_ec;
-    fs::remove(entry.path(), rm_ec);
-    if (rm_ec && status.ok()) {
-      status = ServerError("remove blob " + entry.path().string() + ": " + rm_ec.message());
+    if (fs::remove(path, rm_ec)) {
+      ++stats.blobs_removed;
+    } else if (rm_ec && status.ok()) {
+      status = ServerError("remove blob " + path + ": " + rm_ec.message());
     }
   }
-  if (ec && status.ok()) {
-    status = ServerError("list blobs in " + root_ + ": " + ec.message());
+  if (!status.ok()) {
+    return status.error();
   }
-  return status;
+  return stats;
 }
 
 std::shared_lock<std::shared_mutex> ImageStore::PinAgainstCollection() {

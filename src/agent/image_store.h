@@ -12,6 +12,7 @@
 // removes what a crash left under temporary names.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -35,6 +36,14 @@ Result<std::string> Sha256OfFile(const std::string& path);
 
 /// Returns "sha256:<hex>" of `data`.
 std::string Sha256OfString(const std::string& data);
+
+/// What one CollectUnused call removed and kept.
+struct CollectStats {
+  uint64_t layers_removed = 0;  ///< Unpacked layer directories.
+  uint64_t blobs_removed = 0;
+  uint64_t kept_in_use = 0;    ///< Digests on disk that the in-use set names.
+  uint64_t kept_recent = 0;    ///< Unused digests still inside the grace period.
+};
 
 /// How CommitBlob treats the content it is given.
 enum class BlobCheck { kVerify, kAlreadyVerified };
@@ -92,6 +101,20 @@ class ImageStore {
   /// in progress is protected by PinAgainstCollection().
   Status CollectUnused(const std::set<std::string>& in_use_digests);
 
+  /// Like the above, but also keeps every digest touched less than `grace` before `now`:
+  /// marked used with MarkUsed, or whose blob or layer directory was last written then (which
+  /// covers the blobs of a pull that failed half-way, and a store inherited from an earlier
+  /// process, which has no marks). The blob and the unpacked layer of a digest go together.
+  /// Errors: failures to list or remove entries (the first one; the rest is still tried).
+  Result<CollectStats> CollectUnused(const std::set<std::string>& in_use_digests,
+                                     std::chrono::seconds grace,
+                                     std::chrono::system_clock::time_point now);
+
+  /// Records that `digests` were in use at `now`, which starts their grace period: a pull that
+  /// has just completed, or a task that has just released its images.
+  void MarkUsed(const std::set<std::string>& digests,
+                std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+
   /// While the returned lock is held CollectUnused waits. A pull holds one
   /// from its first download until it has returned its result.
   std::shared_lock<std::shared_mutex> PinAgainstCollection();
@@ -114,6 +137,7 @@ class ImageStore {
   std::map<std::string, std::shared_ptr<InFlight>> in_flight_;  // guarded by mu_
   uint64_t unpacks_ = 0;                                        // guarded by mu_
   uint64_t counter_ = 0;                                        // guarded by mu_
+  std::map<std::string, std::chrono::system_clock::time_point> last_used_;  // guarded by mu_
   std::shared_mutex collect_mu_;
 };
 

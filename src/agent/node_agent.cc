@@ -22,6 +22,7 @@
 #include "agent/netns.h"
 #include "agent/oci_spec.h"
 #include "agent/reaper.h"
+#include "agent/registry_auth.h"
 #include "agent/registry_client.h"
 #include "agent/rootfs.h"
 #include "agent/runc.h"
@@ -81,7 +82,8 @@ struct NodeAgent::Shared {
   std::unique_ptr<CniNetwork> cni;
   std::unique_ptr<ImageStore> images;
   std::unique_ptr<Runc> runc;
-  std::mutex pull_mu;  // one pull of an image at a time keeps layer fetches single
+  // One pull of an image at a time keeps layer fetches single; image collection takes it too.
+  std::mutex pull_mu;
   std::mutex url_mu;
   std::string metadata_base_url;  // guarded by url_mu
 
@@ -215,6 +217,8 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
                  {"started", c.started},    {"exited", c.exited},
                  {"dir", c.dir},            {"outOffset", c.out.offset},
                  {"errOffset", c.err.offset}, {"report", Json::object()}};
+      cj["exitFile"] = c.exit_file;
+      cj["image"] = PulledImageRecord(c.image);
       cj["report"] = {{"lastStatus", c.report.last_status},
                       {"reason", c.report.reason},
                       {"healthStatus", c.report.health_status},
@@ -290,6 +294,19 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
           c.err.path = c.dir + "/stderr.log";
           c.out.offset = cj.value("outOffset", 0);
           c.err.offset = cj.value("errOffset", 0);
+          c.exit_file = cj.value("exitFile", "");
+          if (cj.contains("image")) {
+            // A bad image record leaves the image unknown, which holds off image collection
+            // rather than giving up the task.
+            auto image = PulledImageFromRecord(cj["image"], *shared_->images);
+            if (image.ok()) {
+              c.image = std::move(image.value());
+              c.image_known = true;
+            } else {
+              spdlog::warn("event=task_image_record_unusable task={} container={} error=\"{}\"",
+                           desired_.task_id, c.name, image.error().message);
+            }
+          }
           const Json cr = cj.value("report", Json::object());
           c.report.last_status = cr.value("lastStatus", "PENDING");
           c.report.reason = cr.value("reason", "");
@@ -455,9 +472,17 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     Clock::time_point started_at;
     Clock::time_point next_check;
     int failures = 0;
-    // Started by an earlier run of the agent: not our child, so its exit is
-    // seen by polling rather than by the reaper, and its exit code is lost.
+    // Started by an earlier run of the agent: not our child, so without a shim its exit is
+    // seen by polling runc and its exit code is lost.
     bool adopted = false;
+    // Where berth-shim records the init's exit status; "" when started without the shim.
+    std::string exit_file;
+    // Whether `image` says which store digests the container uses (always, unless it was
+    // taken back from a record that does not say).
+    bool image_known = false;
+    // Polling runc about a container whose shim has not reported (see ContainerEnded).
+    Clock::time_point next_state_check;
+    std::optional<Clock::time_point> gone_since;
   };
 
   void Publish() {
@@ -520,14 +545,64 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       ropts.plain_http = true;
       creds.username = "AWS";
       creds.password = opt.registry_password ? opt.registry_password() : "";
-    } else if (ref->registry.rfind("127.", 0) == 0 || ref->registry.rfind("localhost", 0) == 0) {
-      ropts.plain_http = true;
+    } else {
+      if (ref->registry.rfind("127.", 0) == 0 || ref->registry.rfind("localhost", 0) == 0) {
+        ropts.plain_http = true;
+      }
+      // LIMITATION: a container definition's repositoryCredentials.credentialsParameter (a
+      // Secrets Manager ARN) is not read, since berth serves no Secrets Manager; credentials
+      // for other registries come from the node's registry auth file.
+      if (!opt.registry_auth_file.empty()) {
+        auto auths = LoadRegistryAuth(opt.registry_auth_file);
+        if (!auths.ok()) {
+          return Error{500, "CannotPullContainerError", auths.error().message, {}};
+        }
+        if (auto found = FindRegistryCredentials(*auths, ref->registry)) {
+          creds = *found;
+        }
+      }
     }
-    std::lock_guard lock(shared_->pull_mu);
     RegistryClient client(ropts);
     return client.Pull(*ref, *shared_->images, creds);
   }
 
+  // Pulls the container's image and makes it the container's, both under the agent's pull
+  // lock: an image collection (which takes that lock too) then sees every pulled image either
+  // still being pulled or owned by its task, never in between.
+  Status PullInto(Container& c) {
+    std::lock_guard pull_lock(shared_->pull_mu);
+    auto img = PullImage(c.def.value("image", ""));
+    if (!img.ok()) {
+      return img.error();
+    }
+    shared_->images->MarkUsed(img->StoreDigests());
+    std::lock_guard lock(mu_);
+    c.image = std::move(img.value());
+    c.report.image_digest = c.image.digest;
+    c.image_known = true;
+    return Ok();
+  }
+
+ public:
+  // The store digests this task's containers use; nullopt when a container taken back from
+  // an older record may have a rootfs on layers nobody knows.
+  std::optional<std::set<std::string>> ImageDigests() {
+    std::lock_guard lock(mu_);
+    std::set<std::string> digests;
+    for (const auto& c : containers_) {
+      if (!c.image_known) {
+        if (adopted_ && (c.started || !c.dir.empty())) {
+          return std::nullopt;
+        }
+        continue;
+      }
+      auto mine = c.image.StoreDigests();
+      digests.insert(mine.begin(), mine.end());
+    }
+    return digests;
+  }
+
+ private:
   Status SetUpNetwork() {
     auto path = CreateNetns(netns_name_, shared_->options.netns_dir);
     if (!path.ok()) {
@@ -653,12 +728,14 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     BERTH_TRY(WriteOciBundle(bundle, *config));
     c.out.path = c.dir + "/stdout.log";
     c.err.path = c.dir + "/stderr.log";
-    auto pid = shared_->runc->Run(c.runtime_id, bundle, c.out.path, c.err.path);
+    std::string exit_file = c.dir + "/exit";
+    auto pid = shared_->runc->Run(c.runtime_id, bundle, c.out.path, c.err.path, exit_file);
     if (!pid.ok()) {
       return pid.error();
     }
     std::lock_guard lock(mu_);
     c.pid = *pid;
+    c.exit_file = shared_->runc->UsesShim() ? exit_file : std::string();
     c.started = true;
     c.started_at = Clock::now();
     int start_period = c.def.value("healthCheck", Json::object()).value("startPeriod", 0);
@@ -814,6 +891,54 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     }
   }
 
+  // Whether the container's init process has ended; sets `code` when its exit status is known.
+  bool ContainerEnded(Container& c, std::optional<int>* code) {
+    if (!c.exit_file.empty()) {
+      auto recorded = ReadExitFile(c.exit_file);
+      if (!recorded.ok()) {
+        spdlog::warn("event=exit_file_unreadable task={} container={} error=\"{}\"",
+                     desired_.task_id, c.name, recorded.error().message);
+        return true;
+      }
+      if (recorded->has_value()) {
+        *code = (*recorded)->exit_code;
+        return true;
+      }
+      // The shim writes the record as soon as it has reaped the init. Only if the shim itself
+      // was killed will nothing ever write it: ask runc now and then, which costs a process.
+      return RuntimeSaysGone(c, std::chrono::seconds(1), std::chrono::seconds(2));
+    }
+    if (c.adopted) {
+      return RuntimeSaysGone(c, Clock::duration::zero(), Clock::duration::zero());
+    }
+    auto exit = Reaper::Instance().Peek(c.pid);
+    if (!exit) {
+      return false;
+    }
+    *code = exit->exit_code;
+    return true;
+  }
+
+  // Asks runc, at most once per `every`, whether the container's init is gone; true once it
+  // has been gone for `settle` (time for its shim to write the exit record).
+  bool RuntimeSaysGone(Container& c, Clock::duration every, Clock::duration settle) {
+    auto now = Clock::now();
+    if (now < c.next_state_check) {
+      return false;
+    }
+    c.next_state_check = now + every;
+    auto state = shared_->runc->State(c.runtime_id);
+    bool alive = state.ok() && state->status != ContainerStatus::kStopped && state->pid > 0;
+    if (alive) {
+      c.gone_since.reset();
+      return false;
+    }
+    if (!c.gone_since) {
+      c.gone_since = now;
+    }
+    return now - *c.gone_since >= settle;
+  }
+
   // Reaps exited containers; returns true when an essential one exited.
   bool CollectExits(bool* any_exited = nullptr) {
     bool essential_exited = false;
@@ -822,18 +947,8 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
         continue;
       }
       std::optional<int> code;
-      if (c.adopted) {
-        auto state = shared_->runc->State(c.runtime_id);
-        bool alive = state.ok() && state->status != ContainerStatus::kStopped && state->pid > 0;
-        if (alive) {
-          continue;
-        }
-      } else {
-        auto exit = Reaper::Instance().Peek(c.pid);
-        if (!exit) {
-          continue;
-        }
-        code = exit->signal ? 128 + exit->signal : exit->exit_code;
+      if (!ContainerEnded(c, &code)) {
+        continue;
       }
       std::string reason;
       auto oom = shared_->cgroups->OomKilled(desired_.task_id, c.name);
@@ -921,6 +1036,10 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
     }
     std::error_code ec;
     fs::remove_all(task_dir_, ec);
+    // The images stay cached for the grace period from now, for the next task that wants them.
+    if (auto digests = ImageDigests()) {
+      shared_->images->MarkUsed(*digests);
+    }
   }
 
   void Run() {
@@ -965,23 +1084,22 @@ class NodeAgent::TaskRun : public std::enable_shared_from_this<NodeAgent::TaskRu
       SetStatus("ACTIVATING");
       bool pulled = true;
       for (auto& c : containers_) {
-        auto img = PullImage(c.def.value("image", ""));
-        if (!img.ok()) {
+        Status st = PullInto(c);
+        if (!st.ok()) {
           std::lock_guard lock(mu_);
-          c.report.reason = "CannotPullContainerError: " + img.error().message;
+          c.report.reason = "CannotPullContainerError: " + st.error().message;
           report_.stop_code = "TaskFailedToStart";
           report_.stopped_reason = c.report.reason;
           stop_requested_ = true;
           pulled = false;
           break;
         }
-        c.image = std::move(img.value());
-        c.report.image_digest = c.image.digest;
       }
       {
         std::lock_guard lock(mu_);
         report_.pull_stopped_at = NowEpochSeconds();
       }
+      Persist();  // the images, which a restarted agent must keep for this task
       if (!pulled) {
         break;
       }
@@ -1153,6 +1271,7 @@ Status NodeAgent::Init() {
   RuncOptions ropts;
   ropts.binary = options_.runtime;
   ropts.state_root = options_.state_dir + "/runc";
+  ropts.shim_binary = options_.shim_binary;
   shared_->runc = std::make_unique<Runc>(ropts);
 
   // Take back what a previous run left: every task record in the state dir.
@@ -1185,7 +1304,73 @@ Status NodeAgent::Init() {
     tasks_[d.task_id] = run;
     run->Start();
   }
+  StartImageCollector();
   return Ok();
+}
+
+std::optional<std::set<std::string>> NodeAgent::InUseImageDigests() {
+  std::lock_guard lock(mu_);
+  std::set<std::string> digests;
+  for (auto& [id, run] : tasks_) {
+    if (run->Finished()) {
+      continue;
+    }
+    auto mine = run->ImageDigests();
+    if (!mine) {
+      return std::nullopt;
+    }
+    digests.insert(mine->begin(), mine->end());
+  }
+  return digests;
+}
+
+Result<CollectStats> NodeAgent::CollectImages() {
+  std::lock_guard pull_lock(shared_->pull_mu);
+  auto in_use = InUseImageDigests();
+  if (!in_use) {
+    return Error{409, "ImagesInUseUnknown",
+                 "a task taken back from an older record does not say which images it uses",
+                 {}};
+  }
+  return shared_->images->CollectUnused(*in_use, options_.image_gc_grace,
+                                        std::chrono::system_clock::now());
+}
+
+void NodeAgent::StartImageCollector() {
+  if (options_.image_gc_interval.count() <= 0 || gc_thread_.joinable()) {
+    return;
+  }
+  gc_thread_ = std::thread([this] {
+    std::unique_lock lock(gc_mu_);
+    while (!gc_cv_.wait_for(lock, options_.image_gc_interval, [this] { return gc_stop_; })) {
+      lock.unlock();
+      auto stats = CollectImages();
+      if (!stats.ok()) {
+        spdlog::warn("event=image_collection_failed error=\"{}\"", stats.error().message);
+      } else if (stats->layers_removed + stats->blobs_removed > 0) {
+        spdlog::info("event=images_collected layers_removed={} blobs_removed={} kept_in_use={} "
+                     "kept_recent={}",
+                     stats->layers_removed, stats->blobs_removed, stats->kept_in_use,
+                     stats->kept_recent);
+      } else {
+        spdlog::debug("event=images_collected layers_removed=0 blobs_removed=0 kept_in_use={} "
+                      "kept_recent={}",
+                      stats->kept_in_use, stats->kept_recent);
+      }
+      lock.lock();
+    }
+  });
+}
+
+void NodeAgent::StopImageCollector() {
+  {
+    std::lock_guard lock(gc_mu_);
+    gc_stop_ = true;
+  }
+  gc_cv_.notify_all();
+  if (gc_thread_.joinable()) {
+    gc_thread_.join();
+  }
 }
 
 void NodeAgent::Apply(const std::vector<DesiredTask>& tasks) {
@@ -1304,6 +1489,7 @@ void NodeAgent::SetMetadataBaseUrl(const std::string& url) {
 }
 
 void NodeAgent::StopAll() {
+  StopImageCollector();
   std::vector<std::shared_ptr<TaskRun>> runs;
   {
     std::lock_guard lock(mu_);
@@ -1320,6 +1506,7 @@ void NodeAgent::StopAll() {
 }
 
 void NodeAgent::Detach() {
+  StopImageCollector();
   std::vector<std::shared_ptr<TaskRun>> runs;
   {
     std::lock_guard lock(mu_);

@@ -10,17 +10,21 @@
 // veth and address lease.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "agent/image_store.h"
 #include "common/result.h"
 
 namespace berth::agent {
@@ -97,6 +101,18 @@ struct NodeAgentOptions {
   // ("http://172.31.0.1:<port>"); empty disables the variables.
   std::string metadata_base_url;
   std::string init_binary;               // host path of berth-init
+  // Host path of berth-shim, the parent each container's init gets so its exit status is
+  // known after a restart of the agent; "" starts containers without it (an adopted
+  // container's exit code is then unknown).
+  std::string shim_binary;
+  // Credentials for registries other than the local one: a docker-style config.json
+  // ({"auths": {"host:port": {"auth": base64("user:password")}}}), read at every pull.
+  // "" pulls from other registries anonymously.
+  std::string registry_auth_file;
+  // The image cache is collected every `image_gc_interval` (0: never): layers and blobs no
+  // task on the node uses, and that no task used or pull fetched within `image_gc_grace`.
+  std::chrono::seconds image_gc_interval{600};
+  std::chrono::seconds image_gc_grace{3600};
 };
 
 class NodeAgent {
@@ -146,8 +162,23 @@ class NodeAgent {
 
   size_t TaskCount();
 
+  /// The store digests (image configs and layers) the tasks held by the agent use, whatever
+  /// their state short of finished: a task's containers keep their rootfs mounted until its
+  /// teardown. nullopt when a task taken back from an older record does not say which images
+  /// its containers use; nothing may be collected then.
+  std::optional<std::set<std::string>> InUseImageDigests();
+
+  /// Collects the image cache once (see NodeAgentOptions::image_gc_grace). Runs with pulls
+  /// held off, so a pulled image is always either being pulled or owned by its task.
+  /// Errors: 409 "ImagesInUseUnknown" when InUseImageDigests cannot tell; the store's
+  /// errors.
+  Result<CollectStats> CollectImages();
+
  private:
   class TaskRun;
+  void StartImageCollector();
+  void StopImageCollector();
+
   NodeAgentOptions options_;
   ReportFn report_;
   LogFn logs_;
@@ -155,6 +186,10 @@ class NodeAgent {
   std::map<std::string, std::shared_ptr<TaskRun>> tasks_;
   struct Shared;
   std::shared_ptr<Shared> shared_;
+  std::thread gc_thread_;
+  std::mutex gc_mu_;
+  std::condition_variable gc_cv_;
+  bool gc_stop_ = false;  // guarded by gc_mu_
 };
 
 }  // namespace berth::agent

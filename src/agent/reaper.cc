@@ -71,7 +71,11 @@ class SpawnSetup {
     sigdelset(&defaults, SIGKILL);
     sigdelset(&defaults, SIGSTOP);
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (o.new_process_group) {
+    if (o.new_session) {
+      // setsid makes the child a process group leader as well; asking for SETPGROUP too would
+      // fail the spawn (a session leader cannot change its process group).
+      flags |= POSIX_SPAWN_SETSID;
+    } else if (o.new_process_group) {
       flags |= POSIX_SPAWN_SETPGROUP;
       posix_spawnattr_setpgroup(&attr_, 0);
     }
@@ -461,6 +465,7 @@ Result<ProcessResult> RunProcess(const ProcessOptions& options) {
   spawn.stdout_fd = child_out.get();
   spawn.stderr_fd = child_err.get();
   spawn.new_process_group = options.kill_process_group;
+  spawn.new_session = options.new_session;
   Reaper& reaper = Reaper::Instance();
   auto pid = reaper.Spawn(spawn);
   if (!pid.ok()) {

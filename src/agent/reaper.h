@@ -48,6 +48,11 @@ struct SpawnOptions {
   int stderr_fd = -1;  // -1: /dev/null
   /// Put the child in a process group of its own (so a timeout can kill its descendants).
   bool new_process_group = false;
+  /// Start the child in a session of its own (setsid), which also makes it the leader of a
+  /// new process group. Signals aimed at the agent's terminal (Ctrl-C sends SIGINT to the
+  /// foreground process group, a hang-up sends SIGHUP) then never reach it. Use it for
+  /// programs that set up or outlive containers.
+  bool new_session = false;
 };
 
 /// The process-wide reaper. Thread-safe.
@@ -110,6 +115,9 @@ struct ProcessOptions {
   std::chrono::milliseconds timeout{30000};
   /// On timeout kill the whole process group rather than only the process.
   bool kill_process_group = true;
+  /// Run the program in a session of its own (SpawnOptions::new_session). Its process group
+  /// is then its own too, whatever kill_process_group says.
+  bool new_session = false;
   /// Captured output beyond this many bytes per stream is dropped.
   size_t max_output_bytes = 1 << 20;
 };

@@ -944,6 +944,64 @@ std::set<std::string> PulledImage::StoreDigests() const {
   return out;
 }
 
+Json PulledImageRecord(const PulledImage& image) {
+  if (image.config_digest.empty() && image.layers.empty()) {
+    return Json::object();
+  }
+  Json layers = Json::array();
+  for (const auto& layer : image.layers) {
+    layers.push_back(
+        {{"digest", layer.digest}, {"mediaType", layer.media_type}, {"size", layer.size}});
+  }
+  return Json{{"reference", image.reference},
+              {"digest", image.digest},
+              {"manifestDigest", image.manifest_digest},
+              {"configDigest", image.config_digest},
+              {"layers", std::move(layers)}};
+}
+
+Result<PulledImage> PulledImageFromRecord(const Json& record, const ImageStore& store) {
+  PulledImage image;
+  if (!record.is_object() || record.empty()) {
+    return image;
+  }
+  auto invalid = [](const std::string& why) {
+    return Error{400, "InvalidImageRecord", "image record: " + why, {}};
+  };
+  try {
+    image.reference = record.value("reference", "");
+    image.digest = record.value("digest", "");
+    image.manifest_digest = record.value("manifestDigest", "");
+    image.config_digest = record.value("configDigest", "");
+    if (!image.config_digest.empty() && !IsValidDigest(image.config_digest)) {
+      return invalid("bad config digest \"" + image.config_digest + "\"");
+    }
+    for (const auto& l : record.value("layers", Json::array())) {
+      PulledLayer layer;
+      layer.digest = l.at("digest").get<std::string>();
+      if (!IsValidDigest(layer.digest)) {
+        return invalid("bad layer digest \"" + layer.digest + "\"");
+      }
+      layer.media_type = l.value("mediaType", "");
+      layer.size = l.value("size", uint64_t{0});
+      layer.path = store.LayerPath(layer.digest);
+      image.layers.push_back(std::move(layer));
+    }
+  } catch (const Json::exception& e) {
+    return invalid(e.what());
+  }
+  if (!image.config_digest.empty()) {
+    auto config = store.ReadBlob(image.config_digest, 8 << 20);
+    if (config.ok()) {
+      image.config = Json::parse(*config, nullptr, false);
+      if (image.config.is_discarded()) {
+        image.config = nullptr;
+      }
+    }
+  }
+  return image;
+}
+
 std::string HostArchitecture() {
 #if defined(__x86_64__)
   return "amd64";

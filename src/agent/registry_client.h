@@ -78,6 +78,17 @@ struct PulledImage {
   std::set<std::string> StoreDigests() const;
 };
 
+/// The part of a pulled image a task's record keeps, so that an agent taking the task back
+/// after a restart knows which store digests the task's containers still use (and can start
+/// a container that had not started yet): {"reference", "digest", "manifestDigest",
+/// "configDigest", "layers": [{"digest", "mediaType", "size"}]}.
+nlohmann::json PulledImageRecord(const PulledImage& image);
+
+/// Rebuilds a PulledImage from its record: layer paths point into `store`, and the config is
+/// read from the store's config blob (left null when the store no longer has it). An empty
+/// record gives an empty image. Errors: "InvalidImageRecord" for a malformed record.
+Result<PulledImage> PulledImageFromRecord(const nlohmann::json& record, const ImageStore& store);
+
 /// The architecture name OCI uses for this build's target ("amd64", "arm64").
 std::string HostArchitecture();
 

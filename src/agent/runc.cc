@@ -102,6 +102,27 @@ Result<std::string> MakeScratchFile(const char* prefix) {
 
 }  // namespace
 
+Result<std::optional<ProcessExit>> ReadExitFile(const std::string& path) {
+  auto text = rtutil::ReadFile(path, 256);
+  if (!text.ok()) {
+    if (text.error().code == rtutil::kNotFound) {
+      return std::optional<ProcessExit>();
+    }
+    return text.error();
+  }
+  std::vector<std::string> fields = rtutil::Split(std::string(rtutil::Trim(*text)), ' ');
+  int64_t code = 0;
+  int64_t signal = 0;
+  if (fields.size() != 2 || !rtutil::ParseI64(fields[0], &code) ||
+      !rtutil::ParseI64(fields[1], &signal) || code < 0 || code > 255 || signal < 0) {
+    return InternalError("exit file " + path + " holds no exit status");
+  }
+  ProcessExit exit;
+  exit.exit_code = static_cast<int>(code);
+  exit.signal = static_cast<int>(signal);
+  return std::optional<ProcessExit>(exit);
+}
+
 const char* ContainerStatusName(ContainerStatus status) {
   switch (status) {
     case ContainerStatus::kCreating:
@@ -143,6 +164,7 @@ Result<std::string> Runc::Simple(const std::vector<std::string>& args, const std
   p.argv.insert(p.argv.end(), args.begin(), args.end());
   p.timeout = options_.timeout;
   p.kill_process_group = false;
+  p.new_session = true;
   auto run = RunProcess(p);
   if (!run.ok()) {
     return Error{run.error().status, run.error().code, what + ": " + run.error().message, {}};
@@ -163,7 +185,8 @@ Result<std::string> Runc::Simple(const std::vector<std::string>& args, const std
 }
 
 Result<pid_t> Runc::Run(const std::string& id, const std::string& bundle_dir,
-                        const std::string& stdout_path, const std::string& stderr_path) {
+                        const std::string& stdout_path, const std::string& stderr_path,
+                        const std::string& exit_file) {
   if (!rtutil::IsSafeName(id)) {
     return InvalidArgumentError("invalid container id '" + id + "'");
   }
@@ -172,7 +195,12 @@ Result<pid_t> Runc::Run(const std::string& id, const std::string& bundle_dir,
   unlink(pid_path.c_str());
 
   ProcessOptions p;
-  p.argv = BaseArgs();
+  if (UsesShim() && !exit_file.empty()) {
+    unlink(exit_file.c_str());
+    p.argv = {options_.shim_binary, "--exit-file", exit_file, "--pid-file", pid_path, "--"};
+  }
+  std::vector<std::string> runc_argv = BaseArgs();
+  p.argv.insert(p.argv.end(), runc_argv.begin(), runc_argv.end());
   p.argv.insert(p.argv.end(), {"--log", log_path, "--log-format", "json", "run", "--detach",
                                "--pid-file", pid_path, "--bundle", bundle_dir, id});
   // runc hands its own stdio to the container, so the container writes straight into the
@@ -181,6 +209,9 @@ Result<pid_t> Runc::Run(const std::string& id, const std::string& bundle_dir,
   p.stderr_path = stderr_path;
   p.timeout = options_.timeout;
   p.kill_process_group = false;
+  // A Ctrl-C in berthd's terminal must not cut a container's creation short, nor reach the
+  // shim that waits for the container.
+  p.new_session = true;
   auto run = RunProcess(p);
   if (!run.ok()) {
     return Error{
@@ -309,6 +340,7 @@ Result<ExecResult> Runc::Exec(const std::string& id, const std::vector<std::stri
   p.stderr_path = *output_path;
   p.timeout = std::min(timeout, options_.timeout);
   p.kill_process_group = false;
+  p.new_session = true;
   auto run = RunProcess(p);
   if (!run.ok()) {
     return run.error();

@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The OCI runtime: runc driven through its command line. Containers run detached; their init
-// process is re-parented to the agent (a child subreaper), so its exit status reaches the
-// Reaper (agent/reaper.h), which every runc invocation also goes through.
+// The OCI runtime: runc driven through its command line. Containers run detached. Started
+// directly, a container's init process is re-parented to the agent (a child subreaper), so its
+// exit status reaches the Reaper (agent/reaper.h), which every runc invocation also goes
+// through. Started through berth-shim (RuncOptions::shim_binary), the init is re-parented to
+// the shim instead, which outlives the agent and writes the exit status to a file. Every runc
+// process runs in a session of its own, out of reach of the signals of berthd's terminal.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "agent/reaper.h"
 #include "common/result.h"
 
 namespace berth::agent {
@@ -21,6 +26,8 @@ struct RuncOptions {
   std::string state_root;
   /// Limit for runc commands other than Exec.
   std::chrono::milliseconds timeout{60000};
+  /// Path of berth-shim. When set, Run with an exit file starts the container through it.
+  std::string shim_binary;
 };
 
 enum class ContainerStatus { kCreating, kCreated, kRunning, kPaused, kStopped, kUnknown };
@@ -41,6 +48,11 @@ struct ExecResult {
   std::string output;      // stdout and stderr interleaved, at most 64 KiB
 };
 
+/// Reads the exit file berth-shim writes when a container's init process ends. nullopt while
+/// the file does not exist (the container is running, or its shim died before writing it).
+/// Errors: the file exists but does not hold "<exit code> <signal>".
+Result<std::optional<ProcessExit>> ReadExitFile(const std::string& path);
+
 /// Thread-safe; holds no state besides its options.
 class Runc {
  public:
@@ -49,10 +61,16 @@ class Runc {
 
   /// `runc run --detach` of the bundle (which holds config.json). The container's stdout and
   /// stderr are appended to the given files, stdin is /dev/null. Returns the pid of the
-  /// container's init process; wait for it with Reaper::Instance().Wait. On failure the error
-  /// carries runc's own message.
+  /// container's init process. With an `exit_file` and a shim binary configured, the container
+  /// starts through berth-shim and its end is learned with ReadExitFile(exit_file), also by a
+  /// later agent process; otherwise wait for the pid with Reaper::Instance().Wait. On failure
+  /// the error carries runc's own message.
   Result<pid_t> Run(const std::string& id, const std::string& bundle_dir,
-                    const std::string& stdout_path, const std::string& stderr_path);
+                    const std::string& stdout_path, const std::string& stderr_path,
+                    const std::string& exit_file = "");
+
+  /// Whether Run with an exit file goes through berth-shim.
+  bool UsesShim() const { return !options_.shim_binary.empty(); }
 
   /// kNotFound when runc does not know the container.
   Result<RuncState> State(const std::string& id);

@@ -79,6 +79,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--init-binary", config.init_binary,
                     "Static init for initProcessEnabled (default: berth-init beside berthd)");
+  serve->add_option("--shim-binary", config.shim_binary,
+                    "Static waiter that parents each container's init (default: berth-shim "
+                    "beside berthd)");
+  serve->add_option("--registry-auth", config.registry_auth_file,
+                    "Credentials for other registries: a docker-style config.json with "
+                    "\"auths\" (read at every pull)");
+  serve->add_option("--image-gc-interval", config.image_gc_interval,
+                    "Seconds between collections of unused image layers on the node (0: never)")
+      ->capture_default_str();
+  serve->add_option("--image-gc-grace", config.image_gc_grace,
+                    "Seconds an image layer no task uses any more is kept")
+      ->capture_default_str();
   bool stop_tasks = false;
   serve->add_flag("--stop-tasks-on-exit", stop_tasks,
                   "Stop every task when berthd exits (default: leave them running; a "
@@ -126,6 +138,12 @@ int main(int argc, char** argv) {
       if (serve->count("--cgroup-parent")) merged.cgroup_parent = config.cgroup_parent;
       if (serve->count("--metadata-port")) merged.metadata_port = config.metadata_port;
       if (serve->count("--init-binary")) merged.init_binary = config.init_binary;
+      if (serve->count("--shim-binary")) merged.shim_binary = config.shim_binary;
+      if (serve->count("--registry-auth")) merged.registry_auth_file = config.registry_auth_file;
+      if (serve->count("--image-gc-interval")) {
+        merged.image_gc_interval = config.image_gc_interval;
+      }
+      if (serve->count("--image-gc-grace")) merged.image_gc_grace = config.image_gc_grace;
       if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
       if (serve->count("--lb-bind-address")) merged.lb_bind_address = config.lb_bind_address;
       if (serve->count("--lb-threads")) merged.lb_threads = config.lb_threads;

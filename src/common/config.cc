@@ -71,6 +71,14 @@ Status LoadConfigFile(const std::string& path, Config& config) {
       config.metadata_port = std::stoi(value);
     } else if (key == "init-binary") {
       config.init_binary = value;
+    } else if (key == "shim-binary") {
+      config.shim_binary = value;
+    } else if (key == "registry-auth") {
+      config.registry_auth_file = value;
+    } else if (key == "image-gc-interval") {
+      config.image_gc_interval = std::stoi(value);
+    } else if (key == "image-gc-grace") {
+      config.image_gc_grace = std::stoi(value);
     } else if (key == "stop-tasks-on-exit") {
       config.stop_tasks_on_exit = value == "true" || value == "1" || value == "yes";
     } else if (key == "node-timeout") {

@@ -34,6 +34,16 @@ struct Config {
   // The static init bind-mounted for initProcessEnabled ("" finds berth-init
   // next to berthd).
   std::string init_binary;
+  // berth-shim, the parent of each container's init that records its exit status ("" finds
+  // it next to berthd, or in ../libexec/berth).
+  std::string shim_binary;
+  // Credentials for pulling from registries other than berth's own: a docker-style
+  // config.json / auth.json ({"auths": {"host:port": {"auth": base64("user:password")}}}).
+  std::string registry_auth_file;
+  // Seconds between collections of the node's image cache (0: never), and how long a layer
+  // no task uses any more is kept.
+  int image_gc_interval = 600;
+  int image_gc_grace = 3600;
   // Port of the task metadata endpoint on the bridge address.
   int metadata_port = 51679;
   // Stop every task when the daemon exits. By default tasks keep running and

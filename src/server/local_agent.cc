@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/reaper.h"
+#include "agent/registry_auth.h"
 #include "common/ids.h"
 #include "ecs/agent_client.h"
 #include "ecs/agent_protocol.h"
@@ -36,6 +37,23 @@ std::string StableNodeId(const std::string& data_dir) {
   std::ofstream out(path, std::ios::trunc);
   out << id << "\n";
   return id;
+}
+
+// A helper program installed with berthd: beside it (a build tree), else in ../libexec/berth
+// (an installed tree). "" when neither has it.
+std::string FindHelperBinary(const std::string& name) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    return {};
+  }
+  for (const auto& candidate : {exe.parent_path() / name,
+                                exe.parent_path().parent_path() / "libexec" / "berth" / name}) {
+    if (access(candidate.c_str(), X_OK) == 0) {
+      return candidate.string();
+    }
+  }
+  return {};
 }
 
 // "172.31.0.0/16" -> "172.31.0.1"
@@ -182,7 +200,11 @@ Status LocalAgent::Start() {
   o.local_registry = "127.0.0.1:" + port;
   o.registry_password = hooks_.registry_password;
   o.init_binary = config_.init_binary;
+  o.shim_binary = config_.shim_binary;
   o.cgroup_parent = config_.cgroup_parent;
+  o.registry_auth_file = config_.registry_auth_file;
+  o.image_gc_interval = std::chrono::seconds(config_.image_gc_interval);
+  o.image_gc_grace = std::chrono::seconds(config_.image_gc_grace);
   if (o.init_binary.empty()) {
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -190,6 +212,23 @@ Status LocalAgent::Start() {
     if (!ec && std::filesystem::exists(beside)) {
       o.init_binary = beside.string();
     }
+  }
+  if (o.shim_binary.empty()) {
+    o.shim_binary = FindHelperBinary("berth-shim");
+    if (o.shim_binary.empty()) {
+      spdlog::warn("event=shim_missing msg=\"berth-shim not found: the exit codes of containers "
+                   "that end while berthd is down will be unknown\"");
+    }
+  } else if (access(o.shim_binary.c_str(), X_OK) != 0) {
+    return ServerError("shim binary " + o.shim_binary + " is not executable");
+  }
+  if (!o.registry_auth_file.empty()) {
+    auto auths = agent::LoadRegistryAuth(o.registry_auth_file);
+    if (!auths.ok()) {
+      return ServerError(auths.error().message);
+    }
+    spdlog::info("event=registry_auth_loaded file={} registries={}", o.registry_auth_file,
+                 auths->size());
   }
   reports_ = std::make_unique<ReportQueue>([this, gateway](const agent::TaskReport& r) {
     ecs::AgentControlClient client("http://" + api_address_, node_token_);

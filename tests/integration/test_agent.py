@@ -21,24 +21,34 @@ EXEC_ROLE = "arn:aws:iam::000000000000:role/ecsTaskExecutionRole"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the node agent needs root")
 
 
-def make_node(berthd_factory, tmp_path_factory, name):
-    """A berthd with the real agent, the test image pushed and cluster "agent"."""
-    b = berthd_factory(name, agent=True)
+APPLETS = ("sh", "echo", "cat", "ls", "sleep", "env", "wget", "httpd", "nc", "true", "false",
+           "id", "hostname", "kill", "mkdir", "tail", "head", "grep", "sed", "dd", "yes", "test",
+           "trap")
+
+
+def push_image(b, tmp_path_factory, repo, tag="v1", files=None, cmd=("sh",)):
+    """Builds a busybox image (its layer made distinct by `files`) and pushes it to `b`."""
     ecr = b.client("ecr")
-    ecr.create_repository(repositoryName="agent-app")
+    ecr.create_repository(repositoryName=repo)
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     creds = base64.b64decode(token).decode()
     layout = str(tmp_path_factory.mktemp("agent-image"))
-    img = build_image(layout, tag="v1", cmd=["sh"], applets=(
-        "sh", "echo", "cat", "ls", "sleep", "env", "wget", "httpd", "nc", "true", "false", "id",
-        "hostname", "kill", "mkdir", "tail", "head", "grep", "sed", "dd", "yes", "test", "trap"))
+    img = build_image(layout, tag=tag, cmd=list(cmd), applets=APPLETS, files=files)
     subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", creds,
-                    img.reference, f"docker://localhost:{b.port}/agent-app:v1"],
+                    img.reference, f"docker://localhost:{b.port}/{repo}:{tag}"],
                    check=True, timeout=120)
+    return img
+
+
+def make_node(berthd_factory, tmp_path_factory, name, extra_args=()):
+    """A berthd with the real agent, the test image pushed and cluster "agent"."""
+    b = berthd_factory(name, extra_args=extra_args, agent=True)
+    img = push_image(b, tmp_path_factory, "agent-app")
     b.client("ecs").create_cluster(clusterName="agent")
     b.client("logs").create_log_group(logGroupName="/ecs/agent")
     b.image = "agent-app:v1"
     b.image_digest = img.manifest_digest
+    b.layer_digests = img.layer_digests
     return b
 
 
@@ -69,6 +79,63 @@ def assert_no_leaks(b):
     assert runc.strip() == ""
     with open("/proc/self/mountinfo") as f:
         assert os.path.join(b.data_dir, "agent") not in f.read()
+    assert shims_of(b) == []
+
+
+def shims_of(b):
+    """Pids of berth-shim processes still waiting for containers of `b`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if comm == "berth-shim" and b.data_dir + "/" in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def proc_ids(pid):
+    """Parent, process group and session of `pid` (fields 4, 5 and 6 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    rest = text[text.rindex(")") + 2:].split()  # the command may hold spaces
+    return {"ppid": int(rest[1]), "pgrp": int(rest[2]), "session": int(rest[3])}
+
+
+def runc_state(b, container_id):
+    out = subprocess.run(["runc", "--root", os.path.join(b.data_dir, "agent", "runc"), "state",
+                          container_id], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def layer_paths(b, digest):
+    """Where the node keeps `digest`: its unpacked layer dir and its compressed blob."""
+    hexdigest = digest.split(":", 1)[1]
+    images = os.path.join(b.data_dir, "agent", "images")
+    return (os.path.join(images, "layers", "sha256", hexdigest),
+            os.path.join(images, "blobs", "sha256", hexdigest))
+
+
+def cached(b, digest):
+    layer, blob = layer_paths(b, digest)
+    return os.path.isdir(layer) and os.path.isfile(blob)
+
+
+def gone(b, digest):
+    return not any(os.path.exists(p) for p in layer_paths(b, digest))
+
+
+def wait_for(predicate, timeout, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
 
 
 def register(node, family, containers, cpu="256", memory="512"):
@@ -462,3 +529,159 @@ def test_failing_health_check_makes_the_service_replace_the_task(node):
                                                     serviceName="sick")["taskArns"]:
         time.sleep(0.5)
     assert ecs.list_tasks(cluster="agent", serviceName="sick")["taskArns"] == []
+
+
+def test_unused_image_layers_are_collected_and_running_ones_kept(berthd_factory,
+                                                                 tmp_path_factory):
+    b = make_node(berthd_factory, tmp_path_factory, "agent-image-gc",
+                  extra_args=["--image-gc-interval", "1", "--image-gc-grace", "4"])
+    a = push_image(b, tmp_path_factory, "gc-a", files={"/marker": "image A"})
+    c = push_image(b, tmp_path_factory, "gc-c", files={"/marker": "image C"})
+    assert not set(a.layer_digests) & set(b.layer_digests)
+    register(b, "gc-keep", [{"name": "app", "command": ["sleep", "3600"], "stopTimeout": 2}])
+    register(b, "gc-a", [{"name": "app", "image": "gc-a:v1", "command": ["true"]}])
+    register(b, "gc-c", [{"name": "app", "image": "gc-c:v1", "command": ["true"]}])
+    keep = run(b, "gc-keep")
+    wait_status(b, keep, "RUNNING")
+    t = wait_status(b, run(b, "gc-a"), "STOPPED")
+    assert t["containers"][0]["exitCode"] == 0
+    # Within the grace period the stopped task's layers stay, for a task that may want them.
+    assert all(cached(b, d) for d in a.layer_digests)
+    assert os.path.isfile(layer_paths(b, a.config_digest)[1])
+    t0 = time.time()
+    assert wait_for(lambda: all(gone(b, d) for d in a.layer_digests + [a.config_digest]), 20)
+    print(f"image A collected {time.time() - t0:.1f}s after its task stopped (grace 4s)")
+    assert all(cached(b, d) for d in b.layer_digests)
+
+    # A task taken back after a restart keeps its layers: the restarted agent reads them from
+    # the task's record. It does collect the rest (here C, whose task ended just before).
+    wait_status(b, run(b, "gc-c"), "STOPPED")
+    assert all(cached(b, d) for d in c.layer_digests)
+    b.kill9()
+    b.start()
+    wait_status(b, keep, "RUNNING", timeout=10)
+    assert wait_for(lambda: all(gone(b, d) for d in c.layer_digests), 20)
+    time.sleep(2)  # two more collections
+    assert all(cached(b, d) for d in b.layer_digests)
+    state = json.load(open(os.path.join(b.data_dir, "agent", "tasks", keep.rsplit("/", 1)[1],
+                                        "state.json")))
+    recorded = [l["digest"] for l in state["containers"][0]["image"]["layers"]]
+    assert recorded == b.layer_digests
+    assert "event=images_collected" in open(b.log_path).read()
+    stop(b, keep)
+    b.stop()
+    assert_no_leaks(b)
+
+
+def upstream_registry(berthd_factory, tmp_path_factory, name):
+    """A second berthd serving an image only to clients with its registry credentials."""
+    up = berthd_factory(name)
+    img = push_image(up, tmp_path_factory, "upstream/app",
+                     files={"/marker": "served by the upstream registry"})
+    token = up.client("ecr").get_authorization_token()["authorizationData"][0]
+    return up, img, token["authorizationToken"]
+
+
+def test_pull_from_another_registry_without_credentials_fails(node, berthd_factory,
+                                                              tmp_path_factory):
+    up, img, _ = upstream_registry(berthd_factory, tmp_path_factory, "upstream-anonymous")
+    register(node, "upstream-anon", [{"name": "app",
+                                      "image": f"127.0.0.1:{up.port}/upstream/app:v1"}])
+    t = wait_status(node, run(node, "upstream-anon"), "STOPPED", timeout=30)
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert t["stoppedReason"].startswith("CannotPullContainerError: ")
+    assert "pull access denied" in t["stoppedReason"]
+    assert "no basic auth credentials" in t["stoppedReason"]
+
+
+def test_pull_from_another_registry_with_an_auth_file(berthd_factory, tmp_path_factory):
+    up, img, token = upstream_registry(berthd_factory, tmp_path_factory, "upstream-auth")
+    auth_file = str(tmp_path_factory.mktemp("registry-auth") / "config.json")
+    with open(auth_file, "w") as f:  # a login to some other registry only
+        json.dump({"auths": {"127.0.0.1:1": {"auth": token}}}, f)
+    b = make_node(berthd_factory, tmp_path_factory, "agent-registry-auth",
+                  extra_args=["--registry-auth", auth_file])
+    image = f"127.0.0.1:{up.port}/upstream/app:v1"
+    register(b, "upstream", [{"name": "app", "image": image, "logConfiguration": logged("app"),
+                              "command": ["cat", "/marker"]}])
+    t = wait_status(b, run(b, "upstream"), "STOPPED", timeout=30)
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert t["stoppedReason"].startswith("CannotPullContainerError: ")
+    assert "no basic auth credentials" in t["stoppedReason"]
+
+    # The file is read at every pull: a login written now is used by the next task.
+    with open(auth_file, "w") as f:
+        json.dump({"auths": {f"127.0.0.1:{up.port}": {"auth": token}}}, f)
+    arn = run(b, "upstream")
+    t = wait_status(b, arn, "STOPPED", timeout=30)
+    assert t["stopCode"] == "EssentialContainerExited", t.get("stoppedReason")
+    assert t["containers"][0]["exitCode"] == 0
+    assert t["containers"][0]["imageDigest"] == img.manifest_digest
+    tid = arn.rsplit("/", 1)[1]
+    assert log_lines(b, f"t/app/{tid}", want="upstream") == ["served by the upstream registry"]
+    b.stop()
+    assert_no_leaks(b)
+
+
+def test_exit_code_of_a_container_that_ends_while_berthd_is_down(berthd_factory,
+                                                                 tmp_path_factory):
+    b = make_node(berthd_factory, tmp_path_factory, "agent-exit-code")
+    register(b, "late-exit", [
+        {"name": "app", "command": ["sh", "-c", "sleep 4; exit 7"]},
+        {"name": "side", "essential": False, "stopTimeout": 2, "command": ["sleep", "3600"]}])
+    arn = run(b, "late-exit")
+    wait_status(b, arn, "RUNNING")
+    tid = arn.rsplit("/", 1)[1]
+    pid = runc_state(b, f"{tid}-app")["pid"]
+    b.kill9()
+    # The container ends while no berthd runs; its parent, berth-shim, outlives berthd.
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 15)
+    b.start()
+    t = wait_status(b, arn, "STOPPED", timeout=30)
+    by = {c["name"]: c for c in t["containers"]}
+    assert by["app"]["exitCode"] == 7
+    assert "reason" not in by["app"]
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["stoppedReason"] == "Essential container in task exited"
+    assert by["side"]["exitCode"] in (137, 143)
+    b.stop()
+    assert_no_leaks(b)
+
+
+def test_runc_and_containers_run_outside_berthds_session(berthd_factory, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runtime-wrapper")
+    calls = tmp / "calls"
+    wrapper = tmp / "runc-wrapper"
+    # Records the process group and session of every runtime call, then is runc.
+    wrapper.write_text("#!/bin/sh\n"
+                       f"echo \"$(cut -d' ' -f5,6 /proc/$$/stat) $*\" >> {calls}\n"
+                       "exec runc \"$@\"\n")
+    wrapper.chmod(0o755)
+    b = make_node(berthd_factory, tmp_path_factory, "agent-session",
+                  extra_args=["--runtime", str(wrapper)])
+    register(b, "session", [{"name": "app", "stopTimeout": 2, "command": ["sleep", "3600"],
+                             "healthCheck": {"command": ["CMD", "true"], "interval": 5,
+                                             "timeout": 2, "retries": 1}}])
+    arn = run(b, "session")
+    wait_status(b, arn, "RUNNING")
+    tid = arn.rsplit("/", 1)[1]
+    assert wait_for(
+        lambda: describe(b, arn)["containers"][0].get("healthStatus") == "HEALTHY", 15)
+    berthd = proc_ids(b.proc.pid)
+    init = runc_state(b, f"{tid}-app")["pid"]
+    container = proc_ids(init)
+    shim = proc_ids(container["ppid"])
+    stop(b, arn)
+    assert container["session"] != berthd["session"]
+    assert container["pgrp"] != berthd["pgrp"]
+    assert shim["session"] != berthd["session"]
+    lines = calls.read_text().splitlines()
+    assert any(" run " in f" {l} " for l in lines), lines
+    assert any(" exec " in f" {l} " for l in lines), lines
+    assert any(" kill " in f" {l} " for l in lines), lines
+    for line in lines:
+        pgrp, session = (int(x) for x in line.split()[:2])
+        assert session != berthd["session"], line
+        assert pgrp != berthd["pgrp"], line
+    b.stop()
+    assert_no_leaks(b)

@@ -35,8 +35,10 @@
 #include "agent/image_config.h"
 #include "agent/image_store.h"
 #include "agent/layer_unpack.h"
+#include "agent/registry_auth.h"
 #include "agent/registry_client.h"
 #include "agent/rootfs.h"
+#include "common/paging.h"
 
 namespace berth::agent {
 namespace {
@@ -716,6 +718,153 @@ TEST(ImageStoreTest, CollectUnusedKeepsOnlyWhatIsInUse) {
   EXPECT_TRUE(fs::is_empty(store.root() + "/blobs/sha256"));
 }
 
+// Sets the modification time of a store entry back by `age`, as if written that long ago.
+void AgeEntry(const std::string& path, std::chrono::seconds age) {
+  auto then = std::chrono::system_clock::now() - age;
+  struct timespec times[2];
+  times[0].tv_sec = std::chrono::system_clock::to_time_t(then);
+  times[0].tv_nsec = 0;
+  times[1] = times[0];
+  ASSERT_EQ(0, ::utimensat(AT_FDCWD, path.c_str(), times, 0)) << path;
+}
+
+// A store holding one unpacked layer per name, each written two hours ago.
+std::vector<std::string> StoreWithOldLayers(ImageStore& store,
+                                            std::initializer_list<const char*> names) {
+  std::vector<std::string> digests;
+  for (const char* name : names) {
+    std::string temp = *store.CreateTempFile("blob");
+    std::string digest = MakeLayerBlob(temp, 2, name);
+    EXPECT_TRUE(store.CommitBlob(digest, temp).ok());
+    EXPECT_TRUE(store.EnsureLayerUnpacked(digest, store.BlobPath(digest)).ok());
+    AgeEntry(store.BlobPath(digest), std::chrono::hours(2));
+    AgeEntry(fs::path(store.LayerPath(digest)).parent_path().string(), std::chrono::hours(2));
+    digests.push_back(digest);
+  }
+  return digests;
+}
+
+TEST(ImageStoreTest, CollectUnusedKeepsWhatWasUsedWithinTheGracePeriod) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  auto digests = StoreWithOldLayers(store, {"old", "released", "running"});
+  auto now = std::chrono::system_clock::now();
+  // "released" belonged to a task that ended ten minutes ago.
+  store.MarkUsed({digests[1]}, now - std::chrono::minutes(10));
+
+  auto stats = store.CollectUnused({digests[2]}, std::chrono::minutes(30), now);
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(1u, stats->blobs_removed);
+  EXPECT_EQ(1u, stats->kept_in_use);
+  EXPECT_EQ(1u, stats->kept_recent);
+  EXPECT_FALSE(store.HasLayer(digests[0]));
+  EXPECT_FALSE(store.HasBlob(digests[0]));
+  EXPECT_TRUE(store.HasLayer(digests[1]));
+  EXPECT_TRUE(store.HasBlob(digests[1]));
+  EXPECT_TRUE(store.HasLayer(digests[2]));
+
+  // Once its grace has passed, the released image goes; the one in use never does.
+  stats = store.CollectUnused({digests[2]}, std::chrono::minutes(30),
+                              now + std::chrono::minutes(21));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(0u, stats->kept_recent);
+  EXPECT_FALSE(store.HasLayer(digests[1]));
+  EXPECT_FALSE(store.HasBlob(digests[1]));
+  EXPECT_TRUE(store.HasLayer(digests[2]));
+  EXPECT_TRUE(store.HasBlob(digests[2]));
+  // Only the in-use layer's directory is left: no temporary names either.
+  EXPECT_EQ(1, std::distance(fs::directory_iterator(store.root() + "/layers/sha256"),
+                             fs::directory_iterator()));
+}
+
+TEST(ImageStoreTest, CollectUnusedKeepsFreshContentThatNobodyMarked) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  // A blob of a pull that failed half-way, and a layer of a store inherited from an earlier
+  // process: neither is marked, both were just written.
+  std::string temp = *store.CreateTempFile("blob");
+  std::string blob_only = MakeLayerBlob(temp, 1, "partial");
+  ASSERT_TRUE(store.CommitBlob(blob_only, temp).ok());
+  temp = *store.CreateTempFile("blob");
+  std::string layer = MakeLayerBlob(temp, 1, "inherited");
+  ASSERT_TRUE(store.CommitBlob(layer, temp).ok());
+  ASSERT_TRUE(store.EnsureLayerUnpacked(layer, store.BlobPath(layer)).ok());
+  auto now = std::chrono::system_clock::now();
+
+  auto stats = store.CollectUnused({}, std::chrono::seconds(60), now);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(2u, stats->kept_recent);
+  EXPECT_TRUE(store.HasBlob(blob_only));
+  EXPECT_TRUE(store.HasLayer(layer));
+
+  stats = store.CollectUnused({}, std::chrono::seconds(60), now + std::chrono::seconds(61));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(1u, stats->layers_removed);
+  EXPECT_EQ(2u, stats->blobs_removed);
+  EXPECT_FALSE(store.HasBlob(blob_only));
+  EXPECT_FALSE(store.HasLayer(layer));
+  EXPECT_TRUE(fs::is_empty(store.root() + "/blobs/sha256"));
+}
+
+TEST(PulledImageRecordTest, RoundTripsTheDigestsAPersistedTaskKeepsInUse) {
+  TempDir tmp;
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  auto layers = StoreWithOldLayers(store, {"base", "app"});
+  Json config = {{"architecture", "amd64"}, {"config", {{"Cmd", {"sh"}}}}};
+  std::string config_temp = *store.CreateTempFile("config");
+  WriteFile(config_temp, config.dump());
+  std::string config_digest = Sha256OfString(config.dump());
+  ASSERT_TRUE(store.CommitBlob(config_digest, config_temp).ok());
+
+  PulledImage image;
+  image.reference = "127.0.0.1:5000/app:v1";
+  image.digest = "sha256:" + std::string(64, 'd');
+  image.manifest_digest = image.digest;
+  image.config_digest = config_digest;
+  image.config = config;
+  for (const auto& d : layers) {
+    image.layers.push_back({d, "application/vnd.oci.image.layer.v1.tar+gzip", 123, "/elsewhere"});
+  }
+
+  // Through text, as the task record on disk.
+  Json record = Json::parse(PulledImageRecord(image).dump());
+  auto restored = PulledImageFromRecord(record, store);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  EXPECT_EQ(image.StoreDigests(), restored->StoreDigests());
+  EXPECT_EQ(3u, restored->StoreDigests().size());
+  EXPECT_EQ(image.reference, restored->reference);
+  EXPECT_EQ(image.digest, restored->digest);
+  EXPECT_EQ(config, restored->config);
+  ASSERT_EQ(2u, restored->layers.size());
+  EXPECT_EQ(store.LayerPath(layers[0]), restored->layers[0].path);
+  EXPECT_EQ(store.LayerPath(layers[1]), restored->layers[1].path);
+  EXPECT_EQ(123u, restored->layers[1].size);
+
+  // A collection told what the restored task uses keeps every one of its digests.
+  auto stats = store.CollectUnused(restored->StoreDigests(), std::chrono::seconds(0),
+                                   std::chrono::system_clock::now());
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(0u, stats->layers_removed);
+  EXPECT_EQ(0u, stats->blobs_removed);
+  EXPECT_EQ(3u, stats->kept_in_use);
+
+  // No image (a container not pulled yet) is an empty record and back.
+  EXPECT_TRUE(PulledImageRecord(PulledImage{}).empty());
+  auto empty = PulledImageFromRecord(Json::object(), store);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->StoreDigests().empty());
+
+  record["layers"][0]["digest"] = "sha256:../../etc";
+  auto bad = PulledImageFromRecord(record, store);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ("InvalidImageRecord", bad.error().code);
+}
+
 // ---------------------------------------------------------------------------
 // Rootfs
 
@@ -1328,6 +1477,81 @@ TEST(RegistryClientTest, UsesBasicAuthWhenAsked) {
                             Credentials{FakeRegistry::kUser, FakeRegistry::kPassword});
   ASSERT_TRUE(pulled.ok()) << pulled.error().message;
   EXPECT_EQ("basic", ReadFile(pulled->layers[0].path + "/etc/marker"));
+}
+
+TEST(RegistryClientTest, AnAuthFileEntryForTheHostAnswersTheBearerChallenge) {
+  TempDir tmp;
+  FakeImage img = MakeFakeImage(tmp.path(), "from-auth-file");
+  FakeRegistry registry(FakeRegistry::Auth::kBearer);
+  registry.AddImage("t/app", "v1", img);
+  std::string auth = Base64Encode(std::string(FakeRegistry::kUser) + ":" +
+                                  FakeRegistry::kPassword);
+  WriteFile(tmp / "config.json",
+            Json{{"auths", {{"http://" + registry.host() + "/", {{"auth", auth}}},
+                            {"127.0.0.2:1", {{"auth", Base64Encode("x:y")}}}}}}
+                .dump());
+  auto auths = LoadRegistryAuth(tmp / "config.json");
+  ASSERT_TRUE(auths.ok()) << auths.error().message;
+  auto creds = FindRegistryCredentials(*auths, registry.host());
+  ASSERT_TRUE(creds.has_value());
+  EXPECT_EQ("AWS", creds->username);
+  EXPECT_EQ("s3cret", creds->password);
+
+  ImageStore store(tmp / "store");
+  ASSERT_TRUE(store.Init().ok());
+  RegistryClient client(PlainHttp());
+  auto pulled = client.Pull(Ref(registry.host() + "/t/app:v1"), store, *creds);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().message;
+  EXPECT_EQ("from-auth-file", ReadFile(pulled->layers[0].path + "/etc/marker"));
+  EXPECT_EQ(1, registry.TokenRequests());
+
+  // Without an entry for the host the pull is anonymous, and the token service refuses it.
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "127.0.0.3:1").has_value());
+  ImageStore other(tmp / "store2");
+  ASSERT_TRUE(other.Init().ok());
+  auto denied = client.Pull(Ref(registry.host() + "/t/app:v1"), other, Credentials{});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(401, denied.error().status);
+}
+
+TEST(RegistryAuthTest, ReadsAuthOrUsernameAndPasswordAndNormalizesHosts) {
+  Json doc = {{"auths",
+               {{"https://Registry.Example.com:5000/v1/", {{"auth", Base64Encode("me:p:w")}}},
+                {"other.example", {{"username", "u"}, {"password", "p"}}},
+                {"helper.example", {{"identitytoken", "opaque"}}}}},
+              {"credHelpers", {{"x.example", "pass"}}}};
+  auto auths = ParseRegistryAuth(doc.dump());
+  ASSERT_TRUE(auths.ok()) << auths.error().message;
+  EXPECT_EQ(2u, auths->size());
+  auto first = FindRegistryCredentials(*auths, "registry.example.com:5000");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ("me", first->username);
+  EXPECT_EQ("p:w", first->password);  // only the first colon separates
+  auto second = FindRegistryCredentials(*auths, "OTHER.example");
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ("u", second->username);
+  EXPECT_EQ("p", second->password);
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "helper.example").has_value());
+  EXPECT_FALSE(FindRegistryCredentials(*auths, "registry.example.com").has_value());
+
+  auto none = ParseRegistryAuth("{}");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST(RegistryAuthTest, RefusesMalformedFiles) {
+  for (const std::string& text :
+       {std::string("not json"), std::string("[]"), std::string(R"({"auths": []})"),
+        std::string(R"({"auths": {"h": {"auth": "!!!!"}}})"),
+        Json{{"auths", {{"h", {{"auth", Base64Encode("no-colon")}}}}}}.dump(),
+        std::string(R"({"auths": {"h": "x"}})")}) {
+    auto parsed = ParseRegistryAuth(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ("InvalidRegistryAuth", parsed.error().code) << text;
+  }
+  auto missing = LoadRegistryAuth("/nonexistent/config.json");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ("InvalidRegistryAuth", missing.error().code);
 }
 
 TEST(RegistryClientTest, PicksTheHostPlatformFromAnIndex) {

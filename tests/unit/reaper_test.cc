@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <string>
+#include <utility>
 #include <filesystem>
 #include <thread>
 
@@ -149,6 +152,62 @@ TEST_F(ReaperTest, RunProcessAppendsToFiles) {
   ASSERT_TRUE(text.ok());
   EXPECT_EQ("one\ntwo\n", *text);
   unlink(path.c_str());
+}
+
+// Fields 5 (process group) and 6 (session) of /proc/<pid>/stat. The command field may hold
+// spaces, so parsing starts after its closing parenthesis.
+std::pair<pid_t, pid_t> GroupAndSession(pid_t pid) {
+  auto stat = rtutil::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) {
+    return {-1, -1};
+  }
+  std::string rest = stat->substr(stat->rfind(')') + 2);
+  char state = 0;
+  int ppid = 0, pgrp = 0, session = 0;
+  if (std::sscanf(rest.c_str(), "%c %d %d %d", &state, &ppid, &pgrp, &session) != 4) {
+    return {-1, -1};
+  }
+  return {pgrp, session};
+}
+
+TEST_F(ReaperTest, NewSessionDetachesTheChildFromTheCallersSessionAndGroup) {
+  SpawnOptions options;
+  options.argv = {"sleep", "30"};
+  options.new_session = true;
+  auto pid = Reaper::Instance().Spawn(options);
+  ASSERT_TRUE(pid.ok()) << pid.error().message;
+  auto [pgrp, session] = GroupAndSession(*pid);
+  kill(*pid, SIGKILL);
+  ASSERT_TRUE(Reaper::Instance().Wait(*pid, milliseconds(5000)).has_value());
+  EXPECT_EQ(*pid, session);
+  EXPECT_EQ(*pid, pgrp);
+  EXPECT_NE(getsid(0), session);
+}
+
+TEST_F(ReaperTest, WithoutNewSessionTheChildStaysInTheCallersSession) {
+  SpawnOptions options;
+  options.argv = {"sleep", "30"};
+  options.new_process_group = true;
+  auto pid = Reaper::Instance().Spawn(options);
+  ASSERT_TRUE(pid.ok()) << pid.error().message;
+  auto [pgrp, session] = GroupAndSession(*pid);
+  kill(*pid, SIGKILL);
+  ASSERT_TRUE(Reaper::Instance().Wait(*pid, milliseconds(5000)).has_value());
+  EXPECT_EQ(getsid(0), session);
+  EXPECT_EQ(*pid, pgrp);
+}
+
+TEST_F(ReaperTest, RunProcessInANewSessionReportsItsOwnSession) {
+  ProcessOptions p;
+  p.argv = {"/bin/sh", "-c", "cut -d' ' -f5,6 /proc/$$/stat"};
+  p.new_session = true;
+  p.kill_process_group = false;
+  auto run = RunProcess(p);
+  ASSERT_TRUE(run.ok());
+  int pgrp = 0, session = 0;
+  ASSERT_EQ(2, std::sscanf(run->stdout_data.c_str(), "%d %d", &pgrp, &session));
+  EXPECT_EQ(pgrp, session);
+  EXPECT_NE(getsid(0), session);
 }
 
 TEST_F(ReaperTest, StopLeavesWaitpidToOthers) {

@@ -20,8 +20,10 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "agent/cgroups.h"
 #include "agent/cni.h"
@@ -33,6 +35,9 @@
 
 #ifndef BERTH_INIT_BINARY
 #define BERTH_INIT_BINARY ""
+#endif
+#ifndef BERTH_SHIM_BINARY
+#define BERTH_SHIM_BINARY ""
 #endif
 
 namespace berth::agent {
@@ -111,6 +116,7 @@ struct TestContainer {
   std::string bundle;
   std::string stdout_path;
   std::string stderr_path;
+  std::string exit_file;  // set when started through berth-shim
   pid_t pid = 0;
 };
 
@@ -133,7 +139,8 @@ class RuntimeTest : public ::testing::Test {
 
   using SpecEdit = std::function<void(ContainerRuntimeSpec&)>;
   Result<TestContainer> RunContainer(const TestTask& task, const std::string& name,
-                                     std::vector<std::string> args, const SpecEdit& edit = {});
+                                     std::vector<std::string> args, const SpecEdit& edit = {},
+                                     bool through_shim = false);
   void RemoveContainer(const TestContainer& c);
 
   // Asserts nothing created by this test is left on the machine.
@@ -145,6 +152,7 @@ class RuntimeTest : public ::testing::Test {
   static std::unique_ptr<CniNetwork> cni_;
   static std::unique_ptr<CgroupManager> cgroups_;
   static std::unique_ptr<Runc> runc_;
+  static std::unique_ptr<Runc> shim_runc_;  // the same state root, containers under berth-shim
   static int counter_;
 
   // Everything this test created, for the fixture's cleanup and leak check.
@@ -158,6 +166,7 @@ std::string RuntimeTest::root_;
 std::string RuntimeTest::rootfs_;
 std::unique_ptr<CniNetwork> RuntimeTest::cni_;
 std::unique_ptr<CgroupManager> RuntimeTest::cgroups_;
+std::unique_ptr<Runc> RuntimeTest::shim_runc_;
 std::unique_ptr<Runc> RuntimeTest::runc_;
 int RuntimeTest::counter_ = 0;
 
@@ -250,7 +259,11 @@ void RuntimeTest::SetUpTestSuite() {
   ASSERT_TRUE(cgroups.ok()) << cgroups.error().message;
   cgroups_ = std::move(*cgroups);
 
-  runc_ = std::make_unique<Runc>(RuncOptions{"runc", root_ + "/runc-state"});
+  RuncOptions runc_options;
+  runc_options.state_root = root_ + "/runc-state";
+  runc_ = std::make_unique<Runc>(runc_options);
+  runc_options.shim_binary = BERTH_SHIM_BINARY;
+  shim_runc_ = std::make_unique<Runc>(runc_options);
 }
 
 void RuntimeTest::TearDownTestSuite() {
@@ -265,6 +278,7 @@ void RuntimeTest::TearDownTestSuite() {
   cni_.reset();
   cgroups_.reset();
   runc_.reset();
+  shim_runc_.reset();
   // Leave waitpid and orphans to the rest of the test binary again.
   Reaper::Instance().Stop();
   (void)Reaper::SetSubreaper(false);
@@ -370,7 +384,7 @@ void RuntimeTest::StopTask(const TestTask& task) {
 
 Result<TestContainer> RuntimeTest::RunContainer(const TestTask& task, const std::string& name,
                                                 std::vector<std::string> args,
-                                                const SpecEdit& edit) {
+                                                const SpecEdit& edit, bool through_shim) {
   TestContainer c;
   c.name = name;
   c.id = task.id + "-" + name;
@@ -405,12 +419,17 @@ Result<TestContainer> RuntimeTest::RunContainer(const TestTask& task, const std:
 
   containers_.push_back(c);
   auto start = Clock::now();
-  auto pid = runc_->Run(c.id, c.bundle, c.stdout_path, c.stderr_path);
+  if (through_shim) {
+    c.exit_file = c.bundle + "/exit";
+  }
+  Runc& runc = through_shim ? *shim_runc_ : *runc_;
+  auto pid = runc.Run(c.id, c.bundle, c.stdout_path, c.stderr_path, c.exit_file);
   double run_ms = MillisSince(start);
   if (!pid.ok()) {
     return pid.error();
   }
-  std::cout << "[timing] runc run " << c.id << " " << run_ms << " ms\n";
+  std::cout << "[timing] runc run " << (through_shim ? "(through berth-shim) " : "") << c.id
+            << " " << run_ms << " ms\n";
   RecordProperty("runc_run_ms", std::to_string(run_ms));
   c.pid = *pid;
   containers_.back() = c;
@@ -773,6 +792,110 @@ TEST_F(RuntimeTest, ContainerIsConfinedLikeDocker) {
     RemoveContainer(*x);
   }
   StopTask(task);
+}
+
+// Field `index` (1-based, as in proc(5)) of /proc/<pid>/stat, or "".
+std::string StatField(pid_t pid, size_t index) {
+  std::string stat = ReadOr("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos || index < 3) {
+    return {};
+  }
+  std::vector<std::string> fields = rtutil::Split(stat.substr(close + 2), ' ');
+  return index - 3 < fields.size() ? fields[index - 3] : std::string();
+}
+
+TEST_F(RuntimeTest, ShimParentsTheContainerAndRecordsItsExitCode) {
+  if (access(BERTH_SHIM_BINARY, X_OK) != 0) {
+    GTEST_SKIP() << "berth-shim was not built";
+  }
+  TestTask task = StartTask(256, 128);
+  auto c = RunContainer(task, "seven", {"sh", "-c", "sleep 1; exit 7"}, {}, true);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(fs::exists(c->exit_file));
+
+  // The init's parent is the shim's waiter, in a session of its own; neither is ours.
+  pid_t parent = std::stoi(StatField(c->pid, 4));
+  EXPECT_NE(getpid(), parent);
+  EXPECT_EQ("berth-shim\n", ReadOr("/proc/" + std::to_string(parent) + "/comm"));
+  EXPECT_NE(std::to_string(getsid(0)), StatField(parent, 6));
+  EXPECT_NE(std::to_string(getsid(0)), StatField(c->pid, 6));
+
+  std::optional<ProcessExit> recorded;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto read = ReadExitFile(c->exit_file);
+        if (read.ok() && read->has_value()) {
+          recorded = **read;
+        }
+        return recorded.has_value();
+      },
+      milliseconds(10000)));
+  EXPECT_EQ(7, recorded->exit_code);
+  EXPECT_EQ(0, recorded->signal);
+  // The exit went to the shim, not to the agent's reaper.
+  EXPECT_FALSE(Reaper::Instance().Peek(c->pid).has_value());
+  auto state = runc_->State(c->id);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(ContainerStatus::kStopped, state->status);
+  RemoveContainer(*c);
+  StopTask(task);
+}
+
+TEST_F(RuntimeTest, ShimRecordsTheSignalThatKilledTheContainer) {
+  if (access(BERTH_SHIM_BINARY, X_OK) != 0) {
+    GTEST_SKIP() << "berth-shim was not built";
+  }
+  TestTask task = StartTask(256, 128);
+  auto c = RunContainer(task, "killed", {"sleep", "100"}, {}, true);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(runc_->Kill(c->id, SIGKILL).ok());
+  std::optional<ProcessExit> recorded;
+  ASSERT_TRUE(Eventually([&] {
+    auto read = ReadExitFile(c->exit_file);
+    if (read.ok() && read->has_value()) {
+      recorded = **read;
+    }
+    return recorded.has_value();
+  }));
+  EXPECT_EQ(137, recorded->exit_code);
+  EXPECT_EQ(SIGKILL, recorded->signal);
+  RemoveContainer(*c);
+  StopTask(task);
+}
+
+TEST_F(RuntimeTest, ShimPassesRuncFailuresThrough) {
+  if (access(BERTH_SHIM_BINARY, X_OK) != 0) {
+    GTEST_SKIP() << "berth-shim was not built";
+  }
+  TestTask task = StartTask(256, 128);
+  auto bad = RunContainer(task, "bad", {"/no/such/binary"}, {}, true);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string::npos, bad.error().message.find("no/such/binary")) << bad.error().message;
+  EXPECT_EQ(rtutil::kNotFound, runc_->State(task.id + "-bad").error().code);
+  EXPECT_FALSE(fs::exists(root_ + "/bundles/" + task.id + "-bad/exit"));
+  StopTask(task);
+}
+
+TEST(ExitFileTest, ReadsTheShimsRecordAndRefusesGarbage) {
+  std::string path = "/tmp/berth-exit-file-test-" + std::to_string(getpid());
+  unlink(path.c_str());
+  auto absent = ReadExitFile(path);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+  for (const auto& [text, code, signal] :
+       {std::tuple<const char*, int, int>{"7 0\n", 7, 0}, {"137 9\n", 137, 9}}) {
+    ASSERT_TRUE(rtutil::WriteFileAtomic(path, text, 0644).ok());
+    auto read = ReadExitFile(path);
+    ASSERT_TRUE(read.ok() && read->has_value()) << text;
+    EXPECT_EQ(code, (*read)->exit_code);
+    EXPECT_EQ(signal, (*read)->signal);
+  }
+  for (const char* garbage : {"", "7", "x 0\n", "300 0\n", "7 0 1\n"}) {
+    ASSERT_TRUE(rtutil::WriteFileAtomic(path, garbage, 0644).ok());
+    EXPECT_FALSE(ReadExitFile(path).ok()) << garbage;
+  }
+  unlink(path.c_str());
 }
 
 TEST_F(RuntimeTest, RuncErrorsAreReported) {
