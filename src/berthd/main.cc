@@ -41,8 +41,25 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("berthd ") + BERTH_VERSION);
   app.require_subcommand(1);
 
+  // A config file gives the settings the command line does not: it is read
+  // before the flags are parsed, and every flag given overrides its key.
   berth::Config config;
   std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      config_file = argv[i + 1];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_file = arg.substr(9);
+    }
+  }
+  if (!config_file.empty()) {
+    berth::Status st = berth::LoadConfigFile(config_file, config);
+    if (!st.ok()) {
+      std::cerr << "berthd: " << st.error().message << "\n";
+      return 2;
+    }
+  }
   auto* serve = app.add_subcommand("serve", "Run every plane and one local agent in this process");
   serve->add_option("--config", config_file, "Read settings from this file (key = value lines)");
   serve->add_option("--listen", config.listen, "Address of the API, registry and health endpoint")
@@ -91,7 +108,7 @@ int main(int argc, char** argv) {
   serve->add_option("--image-gc-grace", config.image_gc_grace,
                     "Seconds an image layer no task uses any more is kept")
       ->capture_default_str();
-  bool stop_tasks = false;
+  bool stop_tasks = config.stop_tasks_on_exit;
   serve->add_flag("--stop-tasks-on-exit", stop_tasks,
                   "Stop every task when berthd exits (default: leave them running; a "
                   "restarted berthd takes them back)");
@@ -111,44 +128,6 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (serve->parsed()) {
-    if (!config_file.empty()) {
-      berth::Config from_file;
-      berth::Status st = berth::LoadConfigFile(config_file, from_file);
-      if (!st.ok()) {
-        std::cerr << "berthd: " << st.error().message << "\n";
-        return 2;
-      }
-      berth::Config merged = from_file;
-      if (serve->count("--listen")) merged.listen = config.listen;
-      if (serve->count("--data-dir")) merged.data_dir = config.data_dir;
-      if (serve->count("--region")) merged.region = config.region;
-      if (serve->count("--account-id")) merged.account_id = config.account_id;
-      if (serve->count("--log-level")) merged.log_level = config.log_level;
-      if (serve->count("--credentials-file")) merged.credentials_file = config.credentials_file;
-      if (serve->count("--registry-host")) merged.registry_host = config.registry_host;
-      if (serve->count("--registry-gc-interval")) {
-        merged.registry_gc_interval = config.registry_gc_interval;
-      }
-      if (serve->count("--registry-gc-grace")) merged.registry_gc_grace = config.registry_gc_grace;
-      if (serve->count("--no-agent")) merged.agent = config.agent;
-      if (serve->count("--bridge")) merged.bridge = config.bridge;
-      if (serve->count("--subnet")) merged.subnet = config.subnet;
-      if (serve->count("--allocation-factor")) merged.allocation_factor = config.allocation_factor;
-      if (serve->count("--runtime")) merged.runtime = config.runtime;
-      if (serve->count("--cgroup-parent")) merged.cgroup_parent = config.cgroup_parent;
-      if (serve->count("--metadata-port")) merged.metadata_port = config.metadata_port;
-      if (serve->count("--init-binary")) merged.init_binary = config.init_binary;
-      if (serve->count("--shim-binary")) merged.shim_binary = config.shim_binary;
-      if (serve->count("--registry-auth")) merged.registry_auth_file = config.registry_auth_file;
-      if (serve->count("--image-gc-interval")) {
-        merged.image_gc_interval = config.image_gc_interval;
-      }
-      if (serve->count("--image-gc-grace")) merged.image_gc_grace = config.image_gc_grace;
-      if (serve->count("--node-timeout")) merged.node_timeout_seconds = config.node_timeout_seconds;
-      if (serve->count("--lb-bind-address")) merged.lb_bind_address = config.lb_bind_address;
-      if (serve->count("--lb-threads")) merged.lb_threads = config.lb_threads;
-      config = merged;
-    }
     if (stop_tasks) {
       config.stop_tasks_on_exit = true;
     }

@@ -14,7 +14,7 @@ import botocore.credentials
 import botocore.exceptions
 import pytest
 
-from conftest import REGION
+from conftest import BERTHD, REGION
 
 TARGET = "AmazonEC2ContainerServiceV20141113"
 
@@ -290,3 +290,26 @@ def test_sigterm_shuts_down_cleanly(berthd_factory):
     b.stop()
     assert b.proc.returncode == 0
     assert "event=stopped" in b.log_tail()
+
+
+def test_config_file_and_flags_over_it(berthd_factory, tmp_path):
+    conf = tmp_path / "berthd.conf"
+    # The region in the file loses to the --region flag the fixture passes; the account id
+    # and the (underscored) registry host come from the file.
+    conf.write_text("# berthd settings\naccount-id = 111122223333\nregion = eu-west-1\n"
+                    "registry_host = registry.internal:5000\n")
+    b = berthd_factory("config-file", extra_args=["--config", str(conf)])
+    arn = b.client("ecs").create_cluster(clusterName="from-config")["cluster"]["clusterArn"]
+    assert arn == f"arn:aws:ecs:{REGION}:111122223333:cluster/from-config"
+    repo = b.client("ecr").create_repository(repositoryName="conf")["repository"]
+    assert repo["repositoryUri"] == "registry.internal:5000/conf"
+    b.stop()
+
+
+def test_bad_config_file_is_refused(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("metadata-port = fifty\n")
+    out = subprocess.run([BERTHD, "serve", "--config", str(conf), "--no-agent"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "bad value for metadata-port: fifty" in out.stderr
