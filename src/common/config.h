@@ -59,7 +59,7 @@ struct Config {
 };
 
 // Applies `key = value` lines from `path` to `config` (keys as the flags, with
-// dashes or underscores). Unknown keys are an error.
+// dashes or underscores). Unknown keys and values that do not parse are errors.
 Status LoadConfigFile(const std::string& path, Config& config);
 
 }  // namespace berth
