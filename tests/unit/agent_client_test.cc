@@ -15,37 +15,23 @@
 #include "ecs/taskdef.h"
 #include "server/http_server.h"
 #include "store/sqlite_store.h"
+#include "temp_dir.h"
 
 namespace berth::ecs {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-agent-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::filesystem::path& path() const { return path_; }
+using berth::testutil::TempDir;
 
- private:
-  std::filesystem::path path_;
-};
 
 class AgentProtocolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = store::OpenSqliteStore((dir_.path() / "state.db").string());
+    auto store = store::OpenSqliteStore(dir_.File("state.db"));
     ASSERT_TRUE(store.ok());
     store_ = std::move(*store);
     ASSERT_TRUE(store_->Put("ecs/clusters/c1", R"({"status":"ACTIVE"})").ok());
     tasks_ = std::make_unique<StoreTaskManager>(*store_, TaskManagerOptions());
-    auto token = EnsureNodeToken(dir_.path().string());
+    auto token = EnsureNodeToken(dir_.path());
     ASSERT_TRUE(token.ok());
     token_ = *token;
 
@@ -104,12 +90,12 @@ class AgentProtocolTest : public ::testing::Test {
 };
 
 TEST_F(AgentProtocolTest, NodeTokenIsPrivateAndStable) {
-  auto again = EnsureNodeToken(dir_.path().string());
+  auto again = EnsureNodeToken(dir_.path());
 
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(token_, *again);
   EXPECT_EQ(64u, token_.size());
-  auto perms = std::filesystem::status(dir_.path() / "node-token").permissions();
+  auto perms = std::filesystem::status(dir_.File("node-token")).permissions();
   EXPECT_EQ(std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, perms);
 }
 

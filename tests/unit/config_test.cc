@@ -9,14 +9,14 @@
 namespace berth {
 namespace {
 
-std::string Write(const testing::TempDir& dir, const std::string& text) {
+std::string Write(const testutil::TempDir& dir, const std::string& text) {
   std::string path = dir.File("berthd.conf");
   std::ofstream(path) << text;
   return path;
 }
 
 TEST(ConfigFile, SetsEveryKindOfKey) {
-  testing::TempDir dir("berth-config");
+  testutil::TempDir dir("berth-config");
   Config c;
   auto st = LoadConfigFile(Write(dir,
                                  "# comment\n"
@@ -41,7 +41,7 @@ TEST(ConfigFile, SetsEveryKindOfKey) {
 }
 
 TEST(ConfigFile, RefusesWhatItCannotRead) {
-  testing::TempDir dir("berth-config");
+  testutil::TempDir dir("berth-config");
   struct Case {
     const char* text;
     const char* error;

@@ -38,7 +38,7 @@ class TaskDefinitionDelete : public ::testing::Test {
     return r.ok() ? (*r)["taskDefinition"]["status"].get<std::string>() : r.error().message;
   }
 
-  testing::TempDir dir_{"berth-tddel"};
+  testutil::TempDir dir_{"berth-tddel"};
   api::AccountInfo account_;
   api::CallContext ctx_{"000000000000", "us-east-1", "req", "key"};
   std::unique_ptr<store::Store> store_;

@@ -39,9 +39,12 @@
 #include "agent/registry_client.h"
 #include "agent/rootfs.h"
 #include "common/paging.h"
+#include "temp_dir.h"
 
 namespace berth::agent {
 namespace {
+
+using berth::testutil::TempDir;
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -49,32 +52,6 @@ using Json = nlohmann::json;
 // ---------------------------------------------------------------------------
 // Helpers
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "berth-image-test-XXXXXX").string();
-    char* made = ::mkdtemp(pattern.data());
-    if (made == nullptr) {
-      ADD_FAILURE() << "mkdtemp failed";
-    }
-    path_ = pattern;
-  }
-
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-
-  std::string operator/(const std::string& sub) const { return path_ + "/" + sub; }
-
- private:
-  std::string path_;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -234,7 +211,7 @@ class UnpackLayerTest : public ::testing::TestWithParam<Compression> {};
 
 TEST_P(UnpackLayerTest, KeepsFilesDirsLinksOwnersModesTimesAndXattrs) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, GetParam());
     w.Dir("etc", 0750, 0, 42, 1500000000);
@@ -247,7 +224,7 @@ TEST_P(UnpackLayerTest, KeepsFilesDirsLinksOwnersModesTimesAndXattrs) {
     w.Symlink("lib", "usr/lib");
     w.File("usr/lib/deep/file.so", std::string(100000, 'x'));
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   UnpackStats stats;
   Status s = UnpackLayer(blob, dest, &stats);
   ASSERT_TRUE(s.ok()) << s.error().message;
@@ -295,19 +272,19 @@ INSTANTIATE_TEST_SUITE_P(Compressions, UnpackLayerTest,
 
 TEST(UnpackLayerTest, UnpacksALayerWithoutEntriesToAnEmptyDirectory) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   { LayerWriter w(blob, Compression::kGzip); }
   UnpackStats stats;
-  Status s = UnpackLayer(blob, tmp / "out", &stats);
+  Status s = UnpackLayer(blob, tmp.File("out"), &stats);
   ASSERT_TRUE(s.ok()) << s.error().message;
-  EXPECT_TRUE(fs::is_directory(tmp / "out"));
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_directory(tmp.File("out")));
+  EXPECT_TRUE(fs::is_empty(tmp.File("out")));
   EXPECT_EQ(0u, stats.entries);
 }
 
 TEST(UnpackLayerTest, SkipsDeviceNodesAndFifos) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.Dir("dev");
@@ -317,7 +294,7 @@ TEST(UnpackLayerTest, SkipsDeviceNodesAndFifos) {
     w.Hardlink("dev/null2", "dev/null");
     w.File("dev/readme", "no devices here");
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   UnpackStats stats;
   Status s = UnpackLayer(blob, dest, &stats);
   ASSERT_TRUE(s.ok()) << s.error().message;
@@ -332,7 +309,7 @@ TEST(UnpackLayerTest, SkipsDeviceNodesAndFifos) {
 
 TEST(UnpackLayerTest, TurnsOciWhiteoutsIntoOverlayWhiteoutsThatHideLowerFiles) {
   TempDir tmp;
-  std::string lower_blob = tmp / "lower";
+  std::string lower_blob = tmp.File("lower");
   {
     LayerWriter w(lower_blob, Compression::kGzip);
     w.Dir("a");
@@ -343,7 +320,7 @@ TEST(UnpackLayerTest, TurnsOciWhiteoutsIntoOverlayWhiteoutsThatHideLowerFiles) {
     w.Dir("d/sub");
     w.File("d/sub/x", "x");
   }
-  std::string upper_blob = tmp / "upper";
+  std::string upper_blob = tmp.File("upper");
   {
     LayerWriter w(upper_blob, Compression::kZstd);
     w.Dir("a");
@@ -352,8 +329,8 @@ TEST(UnpackLayerTest, TurnsOciWhiteoutsIntoOverlayWhiteoutsThatHideLowerFiles) {
     w.File("d/.wh..wh..opq", "");
     w.File("d/new", "new");
   }
-  std::string lower = tmp / "l1";
-  std::string upper = tmp / "l2";
+  std::string lower = tmp.File("l1");
+  std::string upper = tmp.File("l2");
   ASSERT_TRUE(UnpackLayer(lower_blob, lower).ok());
   UnpackStats stats;
   Status s = UnpackLayer(upper_blob, upper, &stats);
@@ -373,7 +350,7 @@ TEST(UnpackLayerTest, TurnsOciWhiteoutsIntoOverlayWhiteoutsThatHideLowerFiles) {
   EXPECT_EQ('y', value[0]);
 
   // And a real overlay honours them.
-  std::string container = tmp / "c1";
+  std::string container = tmp.File("c1");
   auto rootfs = MountRootfs({lower, upper}, container, false);
   ASSERT_TRUE(rootfs.ok()) << rootfs.error().message;
   RootfsGuard guard(container);
@@ -387,9 +364,9 @@ TEST(UnpackLayerTest, TurnsOciWhiteoutsIntoOverlayWhiteoutsThatHideLowerFiles) {
 
 TEST(UnpackLayerTest, LaterEntriesReplaceSymlinksAndLinkedFilesWithoutWritingThroughThem) {
   TempDir tmp;
-  std::string outside = tmp / "outside";
+  std::string outside = tmp.File("outside");
   WriteFile(outside + "/victim", "precious");
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.Symlink("s", outside + "/victim");
@@ -401,7 +378,7 @@ TEST(UnpackLayerTest, LaterEntriesReplaceSymlinksAndLinkedFilesWithoutWritingThr
     w.Hardlink("b", "a");
     w.File("a", "second");
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   Status s = UnpackLayer(blob, dest);
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_EQ("replaced", ReadFile(dest + "/s"));
@@ -415,42 +392,42 @@ TEST(UnpackLayerTest, LaterEntriesReplaceSymlinksAndLinkedFilesWithoutWritingThr
 
 TEST(UnpackLayerTest, RefusesDotDotPaths) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.File("ok", "fine");
     w.File("../evil", "evil");
   }
-  std::string dest = tmp / "sub/out";
-  fs::create_directories(tmp / "sub");
+  std::string dest = tmp.File("sub/out");
+  fs::create_directories(tmp.File("sub"));
   ExpectRefused(UnpackLayer(blob, dest), "../evil");
   EXPECT_FALSE(Exists(dest));
-  EXPECT_FALSE(Exists(tmp / "sub/evil"));
-  EXPECT_FALSE(Exists(tmp / "evil"));
+  EXPECT_FALSE(Exists(tmp.File("sub/evil")));
+  EXPECT_FALSE(Exists(tmp.File("evil")));
 }
 
 TEST(UnpackLayerTest, RefusesDotDotInsideAPath) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kNone);
     w.File("a/b/../../../evil", "evil");
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   ExpectRefused(UnpackLayer(blob, dest), "a/b/../../../evil");
   EXPECT_FALSE(Exists(dest));
-  EXPECT_FALSE(Exists(tmp / "evil"));
+  EXPECT_FALSE(Exists(tmp.File("evil")));
 }
 
 TEST(UnpackLayerTest, RefusesAbsolutePaths) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
-  std::string target = tmp / "abs-target";
+  std::string blob = tmp.File("layer");
+  std::string target = tmp.File("abs-target");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.File(target, "evil");
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   ExpectRefused(UnpackLayer(blob, dest), target);
   EXPECT_FALSE(Exists(dest));
   EXPECT_FALSE(Exists(target));
@@ -458,15 +435,15 @@ TEST(UnpackLayerTest, RefusesAbsolutePaths) {
 
 TEST(UnpackLayerTest, RefusesWritingThroughAnAbsoluteSymlink) {
   TempDir tmp;
-  std::string outside = tmp / "outside";
+  std::string outside = tmp.File("outside");
   fs::create_directories(outside);
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.Symlink("link", outside);
     w.File("link/x", "evil");
   }
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   ExpectRefused(UnpackLayer(blob, dest), "link/x");
   EXPECT_FALSE(Exists(dest));
   EXPECT_FALSE(Exists(outside + "/x"));
@@ -474,33 +451,33 @@ TEST(UnpackLayerTest, RefusesWritingThroughAnAbsoluteSymlink) {
 
 TEST(UnpackLayerTest, RefusesWritingThroughARelativeEscapingSymlink) {
   TempDir tmp;
-  fs::create_directories(tmp / "a/b");
-  std::string blob = tmp / "layer";
+  fs::create_directories(tmp.File("a/b"));
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kZstd);
     w.Symlink("link", "../../..");
     w.File("link/x", "evil");
   }
-  std::string dest = tmp / "a/b/out";
+  std::string dest = tmp.File("a/b/out");
   ExpectRefused(UnpackLayer(blob, dest), "link/x");
   EXPECT_FALSE(Exists(dest));
-  EXPECT_FALSE(Exists(tmp / "x"));
-  EXPECT_FALSE(Exists(tmp / "a/x"));
+  EXPECT_FALSE(Exists(tmp.File("x")));
+  EXPECT_FALSE(Exists(tmp.File("a/x")));
 }
 
 TEST(UnpackLayerTest, RefusesWhiteoutsAndOpaqueMarkersThroughSymlinks) {
   TempDir tmp;
-  std::string outside = tmp / "outside";
+  std::string outside = tmp.File("outside");
   WriteFile(outside + "/victim", "precious");
   for (const std::string& marker :
        {std::string("link/.wh.victim"), std::string("link/.wh..wh..opq")}) {
-    std::string blob = tmp / "layer";
+    std::string blob = tmp.File("layer");
     {
       LayerWriter w(blob, Compression::kGzip);
       w.Symlink("link", outside);
       w.File(marker, "");
     }
-    std::string dest = tmp / "out";
+    std::string dest = tmp.File("out");
     ExpectRefused(UnpackLayer(blob, dest), marker);
     EXPECT_FALSE(Exists(dest));
     EXPECT_EQ("precious", ReadFile(outside + "/victim"));
@@ -511,8 +488,8 @@ TEST(UnpackLayerTest, RefusesWhiteoutsAndOpaqueMarkersThroughSymlinks) {
 
 TEST(UnpackLayerTest, RefusesHardlinksThatEscape) {
   TempDir tmp;
-  WriteFile(tmp / "secret", "secret");
-  std::string outside = tmp / "outside";
+  WriteFile(tmp.File("secret"), "secret");
+  std::string outside = tmp.File("outside");
   WriteFile(outside + "/passwd", "root:x:0:0");
 
   struct Case {
@@ -523,7 +500,7 @@ TEST(UnpackLayerTest, RefusesHardlinksThatEscape) {
 
   std::vector<Case> cases = {
       {"dotdot", [](LayerWriter& w) { w.Hardlink("h", "../secret"); }, "h"},
-      {"absolute", [&](LayerWriter& w) { w.Hardlink("h", tmp / "secret"); }, "h"},
+      {"absolute", [&](LayerWriter& w) { w.Hardlink("h", tmp.File("secret")); }, "h"},
       {"through-symlink",
        [&](LayerWriter& w) {
          w.Symlink("link", outside);
@@ -534,16 +511,16 @@ TEST(UnpackLayerTest, RefusesHardlinksThatEscape) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    std::string blob = tmp / ("layer-" + c.name);
+    std::string blob = tmp.File("layer-" + c.name);
     {
       LayerWriter w(blob, Compression::kGzip);
       c.build(w);
     }
-    std::string dest = tmp / "out";
+    std::string dest = tmp.File("out");
     ExpectRefused(UnpackLayer(blob, dest), c.entry);
     EXPECT_FALSE(Exists(dest));
     struct stat st;
-    ASSERT_EQ(0, ::stat((tmp / "secret").c_str(), &st));
+    ASSERT_EQ(0, ::stat((tmp.File("secret")).c_str(), &st));
     EXPECT_EQ(1u, st.st_nlink);
     ASSERT_EQ(0, ::stat((outside + "/passwd").c_str(), &st));
     EXPECT_EQ(1u, st.st_nlink);
@@ -552,9 +529,9 @@ TEST(UnpackLayerTest, RefusesHardlinksThatEscape) {
 
 TEST(UnpackLayerTest, RefusesGarbageAndRemovesTheDestination) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   WriteFile(blob, std::string(5000, 'z'));
-  std::string dest = tmp / "out";
+  std::string dest = tmp.File("out");
   Status s = UnpackLayer(blob, dest);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ("LayerInvalid", s.error().code);
@@ -563,14 +540,14 @@ TEST(UnpackLayerTest, RefusesGarbageAndRemovesTheDestination) {
 
 TEST(UnpackLayerTest, RefusesANonEmptyDestinationWithoutTouchingIt) {
   TempDir tmp;
-  std::string blob = tmp / "layer";
+  std::string blob = tmp.File("layer");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.File("f", "f");
   }
-  WriteFile(tmp / "out/mine", "mine");
-  EXPECT_FALSE(UnpackLayer(blob, tmp / "out").ok());
-  EXPECT_EQ("mine", ReadFile(tmp / "out/mine"));
+  WriteFile(tmp.File("out/mine"), "mine");
+  EXPECT_FALSE(UnpackLayer(blob, tmp.File("out")).ok());
+  EXPECT_EQ("mine", ReadFile(tmp.File("out/mine")));
 }
 
 // ---------------------------------------------------------------------------
@@ -591,9 +568,9 @@ std::string MakeLayerBlob(const std::string& path, int files, const std::string&
 
 TEST(ImageStoreTest, UnpacksALayerOnceForConcurrentCallers) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
-  std::string blob = tmp / "layer.tgz";
+  std::string blob = tmp.File("layer.tgz");
   std::string digest = MakeLayerBlob(blob, 300, "c");
 
   constexpr int kCallers = 8;
@@ -622,7 +599,7 @@ TEST(ImageStoreTest, UnpacksALayerOnceForConcurrentCallers) {
   }
 
   // A restarted store trusts what is on disk.
-  ImageStore again(tmp / "store");
+  ImageStore again(tmp.File("store"));
   ASSERT_TRUE(again.Init().ok());
   EXPECT_TRUE(again.HasLayer(digest));
   auto path = again.EnsureLayerUnpacked(digest, "/nonexistent");
@@ -632,9 +609,9 @@ TEST(ImageStoreTest, UnpacksALayerOnceForConcurrentCallers) {
 
 TEST(ImageStoreTest, SharesAFailedUnpackAndLeavesNothingBehind) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
-  std::string blob = tmp / "evil.tgz";
+  std::string blob = tmp.File("evil.tgz");
   {
     LayerWriter w(blob, Compression::kGzip);
     w.File("../evil", "x");
@@ -649,7 +626,7 @@ TEST(ImageStoreTest, SharesAFailedUnpackAndLeavesNothingBehind) {
 
 TEST(ImageStoreTest, InitRemovesInterruptedWork) {
   TempDir tmp;
-  std::string root = tmp / "store";
+  std::string root = tmp.File("store");
   {
     ImageStore store(root);
     ASSERT_TRUE(store.Init().ok());
@@ -667,7 +644,7 @@ TEST(ImageStoreTest, InitRemovesInterruptedWork) {
 
 TEST(ImageStoreTest, CommitBlobVerifiesTheDigest) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   std::string content = "hello blob";
   std::string digest = Sha256OfString(content);
@@ -695,7 +672,7 @@ TEST(ImageStoreTest, CommitBlobVerifiesTheDigest) {
 
 TEST(ImageStoreTest, CollectUnusedKeepsOnlyWhatIsInUse) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   std::vector<std::string> digests;
   for (const char* name : {"a", "b"}) {
@@ -746,7 +723,7 @@ std::vector<std::string> StoreWithOldLayers(ImageStore& store,
 
 TEST(ImageStoreTest, CollectUnusedKeepsWhatWasUsedWithinTheGracePeriod) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   auto digests = StoreWithOldLayers(store, {"old", "released", "running"});
   auto now = std::chrono::system_clock::now();
@@ -782,7 +759,7 @@ TEST(ImageStoreTest, CollectUnusedKeepsWhatWasUsedWithinTheGracePeriod) {
 
 TEST(ImageStoreTest, CollectUnusedKeepsFreshContentThatNobodyMarked) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   // A blob of a pull that failed half-way, and a layer of a store inherited from an earlier
   // process: neither is marked, both were just written.
@@ -812,7 +789,7 @@ TEST(ImageStoreTest, CollectUnusedKeepsFreshContentThatNobodyMarked) {
 
 TEST(PulledImageRecordTest, RoundTripsTheDigestsAPersistedTaskKeepsInUse) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   auto layers = StoreWithOldLayers(store, {"base", "app"});
   Json config = {{"architecture", "amd64"}, {"config", {{"Cmd", {"sh"}}}}};
@@ -871,14 +848,14 @@ TEST(PulledImageRecordTest, RoundTripsTheDigestsAPersistedTaskKeepsInUse) {
 TEST(RootfsTest, MountsManyLayersWithLongPathsThroughRelativeLowerDirs) {
   TempDir tmp;
   std::vector<std::string> lowers;
-  std::string parent = tmp / std::string(60, 'p');
+  std::string parent = tmp.File(std::string(60, 'p'));
   for (int i = 0; i < 40; ++i) {
     std::string dir = parent + "/" + std::string(90, 'l') + std::to_string(100 + i) + "/fs";
     WriteFile(dir + "/layer" + std::to_string(i), std::to_string(i));
     WriteFile(dir + "/top", std::to_string(i));
     lowers.push_back(dir);
   }
-  std::string container = tmp / "c";
+  std::string container = tmp.File("c");
   auto rootfs = MountRootfs(lowers, container, false);
   ASSERT_TRUE(rootfs.ok()) << rootfs.error().message;
   {
@@ -908,24 +885,24 @@ TEST(RootfsTest, RefusesTooManyLayersClearly) {
   TempDir tmp;
   std::vector<std::string> lowers;
   for (int i = 0; i < 200; ++i) {
-    std::string dir = tmp / (std::string(40, 'x') + std::to_string(i));
+    std::string dir = tmp.File(std::string(40, 'x') + std::to_string(i));
     fs::create_directories(dir);
     lowers.push_back(dir);
   }
-  auto rootfs = MountRootfs(lowers, tmp / "c", false);
+  auto rootfs = MountRootfs(lowers, tmp.File("c"), false);
   ASSERT_FALSE(rootfs.ok());
   EXPECT_EQ("RootfsTooManyLayers", rootfs.error().code);
   EXPECT_NE(std::string::npos, rootfs.error().message.find("200 layers"));
-  EXPECT_TRUE(UnmountRootfs(tmp / "c").ok());
+  EXPECT_TRUE(UnmountRootfs(tmp.File("c")).ok());
 }
 
 TEST(RootfsTest, RefusesPathsOverlayCannotCarry) {
   TempDir tmp;
-  fs::create_directories(tmp / "a:b");
-  auto rootfs = MountRootfs({tmp / "a:b"}, tmp / "c", false);
+  fs::create_directories(tmp.File("a:b"));
+  auto rootfs = MountRootfs({tmp.File("a:b")}, tmp.File("c"), false);
   ASSERT_FALSE(rootfs.ok());
   EXPECT_EQ("InvalidParameterException", rootfs.error().code);
-  EXPECT_FALSE(MountRootfs({}, tmp / "c", false).ok());
+  EXPECT_FALSE(MountRootfs({}, tmp.File("c"), false).ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -1423,7 +1400,7 @@ TEST(RegistryClientTest, AnswersTheBearerTokenChallenge) {
   FakeImage img = MakeFakeImage(tmp.path(), "bearer");
   FakeRegistry registry(FakeRegistry::Auth::kBearer);
   registry.AddImage("t/app", "v1", img);
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
 
   RegistryClient client(PlainHttp());
@@ -1446,7 +1423,7 @@ TEST(RegistryClientTest, AnswersTheBearerTokenChallenge) {
   EXPECT_TRUE(saw_scope);
 
   // Wrong credentials: the token service refuses and the pull says so.
-  ImageStore other(tmp / "store2");
+  ImageStore other(tmp.File("store2"));
   ASSERT_TRUE(other.Init().ok());
   auto denied = client.Pull(Ref(registry.host() + "/t/app:v1"), other,
                             Credentials{FakeRegistry::kUser, "wrong"});
@@ -1462,7 +1439,7 @@ TEST(RegistryClientTest, UsesBasicAuthWhenAsked) {
   FakeImage img = MakeFakeImage(tmp.path(), "basic");
   FakeRegistry registry(FakeRegistry::Auth::kBasic);
   registry.AddImage("t/app", "v1", img);
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   RegistryClient client(PlainHttp());
 
@@ -1486,18 +1463,18 @@ TEST(RegistryClientTest, AnAuthFileEntryForTheHostAnswersTheBearerChallenge) {
   registry.AddImage("t/app", "v1", img);
   std::string auth = Base64Encode(std::string(FakeRegistry::kUser) + ":" +
                                   FakeRegistry::kPassword);
-  WriteFile(tmp / "config.json",
+  WriteFile(tmp.File("config.json"),
             Json{{"auths", {{"http://" + registry.host() + "/", {{"auth", auth}}},
                             {"127.0.0.2:1", {{"auth", Base64Encode("x:y")}}}}}}
                 .dump());
-  auto auths = LoadRegistryAuth(tmp / "config.json");
+  auto auths = LoadRegistryAuth(tmp.File("config.json"));
   ASSERT_TRUE(auths.ok()) << auths.error().message;
   auto creds = FindRegistryCredentials(*auths, registry.host());
   ASSERT_TRUE(creds.has_value());
   EXPECT_EQ("AWS", creds->username);
   EXPECT_EQ("s3cret", creds->password);
 
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   RegistryClient client(PlainHttp());
   auto pulled = client.Pull(Ref(registry.host() + "/t/app:v1"), store, *creds);
@@ -1507,7 +1484,7 @@ TEST(RegistryClientTest, AnAuthFileEntryForTheHostAnswersTheBearerChallenge) {
 
   // Without an entry for the host the pull is anonymous, and the token service refuses it.
   EXPECT_FALSE(FindRegistryCredentials(*auths, "127.0.0.3:1").has_value());
-  ImageStore other(tmp / "store2");
+  ImageStore other(tmp.File("store2"));
   ASSERT_TRUE(other.Init().ok());
   auto denied = client.Pull(Ref(registry.host() + "/t/app:v1"), other, Credentials{});
   ASSERT_FALSE(denied.ok());
@@ -1573,7 +1550,7 @@ TEST(RegistryClientTest, PicksTheHostPlatformFromAnIndex) {
                    {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}}}};
   std::string index_body = index.dump();
   registry.AddManifest("t/multi", "latest", "application/vnd.oci.image.index.v1+json", index_body);
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
 
   auto pulled = RegistryClient(PlainHttp()).Pull(Ref(registry.host() + "/t/multi"), store, {});
@@ -1600,7 +1577,7 @@ TEST(RegistryClientTest, RefusesABlobWhoseContentDoesNotMatchItsDigest) {
   std::string tampered = img.layer;
   tampered[tampered.size() / 2] ^= 0x55;
   registry.SetBlob(img.layer_digest, tampered);
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
 
   auto pulled = RegistryClient(PlainHttp()).Pull(Ref(registry.host() + "/t/app:v1"), store, {});
@@ -1626,7 +1603,7 @@ TEST(RegistryClientTest, RefusesRedirectsToAnotherHost) {
     }
     return std::nullopt;
   });
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   auto pulled = RegistryClient(PlainHttp()).Pull(Ref(registry.host() + "/t/app:v1"), store, {});
   ASSERT_FALSE(pulled.ok());
@@ -1642,7 +1619,7 @@ TEST(RegistryClientTest, RetriesServerErrorsAndReportsTheRetries) {
     ++calls;
     return HttpReply{503, {}, "busy"};
   });
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   auto pulled = RegistryClient(PlainHttp()).Pull(Ref(registry.host() + "/t/app:v1"), store, {});
   ASSERT_FALSE(pulled.ok());
@@ -1655,7 +1632,7 @@ TEST(RegistryClientTest, RetriesServerErrorsAndReportsTheRetries) {
 
 TEST(RegistryClientTest, RefusesReferencesWithoutARegistryOrAReachableOne) {
   TempDir tmp;
-  ImageStore store(tmp / "store");
+  ImageStore store(tmp.File("store"));
   ASSERT_TRUE(store.Init().ok());
   auto no_host = RegistryClient(PlainHttp()).Pull(Ref("busybox:latest"), store, {});
   ASSERT_FALSE(no_host.ok());
@@ -1699,13 +1676,13 @@ class DockerRegistryTest : public ::testing::Test {
       }
     }
     port_ = FreePort();
-    std::string config = tmp_ / "registry.yml";
+    std::string config = tmp_.File("registry.yml");
     WriteFile(config,
               "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
               "    rootdirectory: " +
-                  (tmp_ / "registry-data") + "\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port_) +
+                  (tmp_.File("registry-data")) + "\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port_) +
                   "\n");
-    std::string log = tmp_ / "registry.log";
+    std::string log = tmp_.File("registry.log");
     pid_ = ::fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
@@ -1811,15 +1788,15 @@ OciLayout WriteBusyboxLayout(const std::string& dir) {
 }
 
 TEST_F(DockerRegistryTest, PullsAnImagePushedBySkopeoAndSkipsKnownBlobsOnRepull) {
-  OciLayout layout = WriteBusyboxLayout(tmp_ / "oci");
-  WriteFile(tmp_ / "policy.json", R"({"default":[{"type":"insecureAcceptAnything"}]})");
-  std::string push = "/usr/bin/skopeo --policy " + (tmp_ / "policy.json") +
-                     " copy --quiet --dest-tls-verify=false --dest-no-creds oci:" + (tmp_ / "oci") +
-                     ":latest docker://" + Host() + "/t/busybox:latest > " + (tmp_ / "skopeo.log") +
+  OciLayout layout = WriteBusyboxLayout(tmp_.File("oci"));
+  WriteFile(tmp_.File("policy.json"), R"({"default":[{"type":"insecureAcceptAnything"}]})");
+  std::string push = "/usr/bin/skopeo --policy " + (tmp_.File("policy.json")) +
+                     " copy --quiet --dest-tls-verify=false --dest-no-creds oci:" + (tmp_.File("oci")) +
+                     ":latest docker://" + Host() + "/t/busybox:latest > " + (tmp_.File("skopeo.log")) +
                      " 2>&1";
-  ASSERT_EQ(0, RunShell(push)) << ReadFile(tmp_ / "skopeo.log");
+  ASSERT_EQ(0, RunShell(push)) << ReadFile(tmp_.File("skopeo.log"));
 
-  ImageStore store(tmp_ / "store");
+  ImageStore store(tmp_.File("store"));
   ASSERT_TRUE(store.Init().ok());
   RegistryClient client(PlainHttp());
   auto pulled = client.Pull(Ref(Host() + "/t/busybox:latest"), store, {});

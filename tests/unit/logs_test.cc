@@ -25,9 +25,12 @@
 #include "logs/log_segment.h"
 #include "logs/log_store.h"
 #include "logs/logs_api.h"
+#include "temp_dir.h"
 
 namespace berth::logs {
 namespace {
+
+using berth::testutil::TempDir;
 
 namespace fs = std::filesystem;
 using api::Json;
@@ -35,23 +38,6 @@ using api::Json;
 constexpr int64_t kDay = 86'400'000;
 constexpr int64_t kHour = 3'600'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "berth-logs-XXXXXX").string();
-    char* made = ::mkdtemp(tmpl.data());
-    EXPECT_NE(nullptr, made);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::unique_ptr<LogStore> OpenStore(const std::string& dir, LogStoreOptions options = {}) {
   auto store = LogStore::Open(dir, options);

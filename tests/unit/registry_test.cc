@@ -20,9 +20,12 @@
 #include "registry/names.h"
 #include "registry/oci_route.h"
 #include "store/store.h"
+#include "temp_dir.h"
 
 namespace berth::registry {
 namespace {
+
+using berth::testutil::TempDir;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -33,26 +36,6 @@ using std::chrono::hours;
 using std::chrono::seconds;
 using std::chrono::system_clock;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "berth-registry-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-
-  std::string Path(const std::string& name = "") const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // --- digests ---
 
@@ -264,15 +247,15 @@ TEST(TokenTest, IssueVerifyExpireTamper) {
 
 TEST(TokenTest, KeySurvivesReopening) {
   TempDir dir;
-  auto first = TokenAuthority::Open(dir.Path("token.key"));
+  auto first = TokenAuthority::Open(dir.File("token.key"));
   ASSERT_TRUE(first.ok());
   auto now = system_clock::now();
   std::string token = (*first)->Issue(now + hours(1), "AKIA");
-  auto second = TokenAuthority::Open(dir.Path("token.key"));
+  auto second = TokenAuthority::Open(dir.File("token.key"));
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(TokenAuthority::Verdict::kValid, (*second)->Verify(token, now));
   struct stat st;
-  ASSERT_EQ(0, ::stat(dir.Path("token.key").c_str(), &st));
+  ASSERT_EQ(0, ::stat(dir.File("token.key").c_str(), &st));
   EXPECT_EQ(0600u, st.st_mode & 0777);
 }
 
@@ -469,7 +452,7 @@ Result<Published> Upload(BlobStore& store, const std::string& id, const std::str
 
 TEST(BlobStoreTest, PublishesOnlyWithTheRightDigest) {
   TempDir dir;
-  auto store = BlobStore::Open(dir.Path("r"));
+  auto store = BlobStore::Open(dir.File("r"));
   ASSERT_TRUE(store.ok());
   BlobStore& s = **store;
   ASSERT_TRUE(s.CreateUpload("u1").ok());
@@ -513,7 +496,7 @@ TEST(BlobStoreTest, PublishesOnlyWithTheRightDigest) {
 TEST(BlobStoreTest, UploadResumesAfterRestartWithHashRebuilt) {
   TempDir dir;
   {
-    auto store = BlobStore::Open(dir.Path("r"));
+    auto store = BlobStore::Open(dir.File("r"));
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->CreateUpload("u").ok());
     auto w = (*store)->OpenUpload("u");
@@ -521,7 +504,7 @@ TEST(BlobStoreTest, UploadResumesAfterRestartWithHashRebuilt) {
     std::string big(3 * BlobStore::kWritebackChunk / 2, 'x');
     ASSERT_TRUE((*w)->Write(big.data(), big.size()).ok());
   }
-  auto store = BlobStore::Open(dir.Path("r"));
+  auto store = BlobStore::Open(dir.File("r"));
   ASSERT_TRUE(store.ok());
   auto w = (*store)->OpenUpload("u");
   ASSERT_TRUE(w.ok());
@@ -534,11 +517,11 @@ TEST(BlobStoreTest, UploadResumesAfterRestartWithHashRebuilt) {
 
 TEST(BlobStoreTest, UnknownUploadAndLeftoverTemporaries) {
   TempDir dir;
-  std::filesystem::create_directories(dir.Path("r/uploads"));
-  { std::ofstream(dir.Path("r/uploads/put-1.tmp")) << "partial"; }
-  auto store = BlobStore::Open(dir.Path("r"));
+  std::filesystem::create_directories(dir.File("r/uploads"));
+  { std::ofstream(dir.File("r/uploads/put-1.tmp")) << "partial"; }
+  auto store = BlobStore::Open(dir.File("r"));
   ASSERT_TRUE(store.ok());
-  EXPECT_FALSE(std::filesystem::exists(dir.Path("r/uploads/put-1.tmp")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("r/uploads/put-1.tmp")));
   auto w = (*store)->OpenUpload("nope");
   ASSERT_FALSE(w.ok());
   EXPECT_EQ("BLOB_UPLOAD_UNKNOWN", w.error().code);
@@ -554,11 +537,11 @@ TEST(BlobStoreTest, UnknownUploadAndLeftoverTemporaries) {
 class RegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = store::OpenSqliteStore(dir_.Path("state.db"));
+    auto store = store::OpenSqliteStore(dir_.File("state.db"));
     ASSERT_TRUE(store.ok());
     store_ = std::move(*store);
     RegistryOptions options;
-    options.root = dir_.Path("registry");
+    options.root = dir_.File("registry");
     options.gc_grace = hours(1);
     auto reg = Registry::Open(*store_, options);
     ASSERT_TRUE(reg.ok()) << reg.error().message;

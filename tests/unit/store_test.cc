@@ -17,32 +17,18 @@
 #include <sqlite3.h>
 
 #include "store/sqlite_store.h"
+#include "temp_dir.h"
 
 namespace berth::store {
 namespace {
+
+using berth::testutil::TempDir;
 
 using std::chrono::milliseconds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // A fresh directory, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-store-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::vector<std::string> Keys(const std::vector<Entry>& entries) {
   std::vector<std::string> keys;

@@ -27,7 +27,7 @@ std::vector<std::string> Ids(TaskIndex& index, const std::string& cluster,
 }
 
 TEST(TaskIndex, SeesEveryWriteCommittedBeforeTheRead) {
-  testing::TempDir dir("berth-index");
+  testutil::TempDir dir("berth-index");
   auto store = store::OpenSqliteStore(dir.File("state.db"));
   ASSERT_TRUE(store.ok());
   auto& s = **store;
@@ -76,7 +76,7 @@ TEST(TaskIndex, SeesEveryWriteCommittedBeforeTheRead) {
 }
 
 TEST(TaskIndex, ReloadsWhenTheChangeFeedWasCompacted) {
-  testing::TempDir dir("berth-index");
+  testutil::TempDir dir("berth-index");
   store::SqliteStoreOptions options;
   options.max_changes = 2;
   auto store = store::OpenSqliteStore(dir.File("state.db"), options);

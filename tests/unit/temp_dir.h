@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-namespace berth::testing {
+namespace berth::testutil {
 
 class TempDir {
  public:
@@ -27,12 +27,11 @@ class TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
-  const std::filesystem::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
+  std::string path() const { return path_.string(); }
   std::string File(const std::string& name) const { return (path_ / name).string(); }
 
  private:
   std::filesystem::path path_;
 };
 
-}  // namespace berth::testing
+}  // namespace berth::testutil
