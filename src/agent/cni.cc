@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -264,14 +265,17 @@ Result<NetworkAttachment> CniNetwork::Add(const std::string& task_id,
   }
   BERTH_TRY(rtutil::MakeDirs(options_.data_dir, 0700));
 
-  auto lo = Invoke("loopback", "ADD", task_id, netns_path, "lo", LoopbackConfig());
-  if (!lo.ok()) {
-    return lo.error();
-  }
+  // The two networks touch different interfaces of the namespace, so their plugins run at
+  // the same time: each is a process start, a good part of a task's launch.
+  auto lo_future = std::async(std::launch::async, [&] {
+    return Invoke("loopback", "ADD", task_id, netns_path, "lo", LoopbackConfig());
+  });
   auto added = Invoke("bridge", "ADD", task_id, netns_path, options_.ifname, BridgeConfig());
+  auto lo = lo_future.get();
   Result<NetworkAttachment> attachment =
-      added.ok() ? ParseCniAddResult(*added, options_.ifname, options_.bridge)
-                 : Result<NetworkAttachment>(added.error());
+      !lo.ok()      ? Result<NetworkAttachment>(lo.error())
+      : added.ok() ? ParseCniAddResult(*added, options_.ifname, options_.bridge)
+                   : Result<NetworkAttachment>(added.error());
   if (!attachment.ok()) {
     // Release the address and the veth; the original error is the one worth reporting.
     (void)Del(task_id, netns_path);
@@ -287,8 +291,11 @@ Status CniNetwork::Del(const std::string& task_id, const std::string& netns_path
   }
   // Both plugins treat a namespace path that no longer exists as already cleaned up, and
   // host-local releasing an unknown id is a no-op, which makes DEL idempotent.
+  auto lo_future = std::async(std::launch::async, [&] {
+    return Invoke("loopback", "DEL", task_id, netns_path, "lo", LoopbackConfig());
+  });
   auto bridge = Invoke("bridge", "DEL", task_id, netns_path, options_.ifname, BridgeConfig());
-  auto lo = Invoke("loopback", "DEL", task_id, netns_path, "lo", LoopbackConfig());
+  auto lo = lo_future.get();
   if (!bridge.ok()) {
     return bridge.error();
   }
