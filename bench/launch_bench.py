@@ -189,6 +189,29 @@ def vm_rss_kib(pid):
     return 0
 
 
+def shim_pss_kib(data_dir):
+    """Proportional resident memory (KiB) and count of the berth-shim processes waiting on
+    this run's containers (found by their exit-file paths under `data_dir`)."""
+    total, count = 0, 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if not argv or not argv[0].endswith(b"berth-shim") or \
+                    not any(data_dir.encode() in a for a in argv):
+                continue
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        count += 1
+        except OSError:
+            continue
+    return total, count
+
+
 def cpu_seconds(pid):
     """User plus system CPU time of a process."""
     with open(f"/proc/{pid}/stat") as f:
@@ -529,6 +552,7 @@ def density(b, ecs, n, deadline_s):
     fig["idle_cpu_pct"] = 100.0 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - w0)
     fig["rss_before_kib"] = rss0
     fig["rss_after_kib"] = vm_rss_kib(pid)
+    fig["shim_pss_kib"], fig["shims"] = shim_pss_kib(b.data_dir)
     fig["threads_before"] = threads0
     fig["threads_after"] = thread_count(pid)
     mem = 0
@@ -702,6 +726,12 @@ def main():
                   f"{fig['rss_after_kib'] / 1024:.1f} MiB: {per:.0f} KiB per task "
                   f"(goal < {GOAL_RSS_PER_TASK_KIB} KiB) "
                   f"{'met' if per < GOAL_RSS_PER_TASK_KIB else 'NOT met'}")
+            shim_per = fig["shim_pss_kib"] / max(1, fig["running"])
+            total_per = per + shim_per
+            print(f"  plus {fig['shims']} berth-shim waiters: {fig['shim_pss_kib'] / 1024:.1f} MiB "
+                  f"PSS, {shim_per:.0f} KiB per task; the agent's memory per task in all "
+                  f"{total_per:.0f} KiB (goal < {GOAL_RSS_PER_TASK_KIB} KiB) "
+                  f"{'met' if total_per < GOAL_RSS_PER_TASK_KIB else 'NOT met'}")
             print(f"  berthd CPU with {fig['running']} idle tasks: {fig['idle_cpu_pct']:.1f}% "
                   f"of one core (5 s window)")
             print(f"  berthd threads {fig['threads_before']} -> {fig['threads_after']}; "
