@@ -615,14 +615,36 @@ Result<Json> ElbApi::DeleteLoadBalancer(const Json& in) {
   return Json::object();
 }
 
+Json ElbApi::DescribeAttributes(const Json& doc, const Json& defaults) {
+  Json attrs = defaults;
+  attrs.update(doc.value("_attributes", Json::object()));
+  return Json{{"Attributes", AttributeList(attrs)}};
+}
+
+Result<Json> ElbApi::ModifyAttributes(Loaded& resource, const Json& defaults,
+                                      AttributeCheck check, const Json& changes) {
+  Json attrs = defaults;
+  attrs.update(resource.doc.value("_attributes", Json::object()));
+  for (const auto& a : changes) {
+    std::string key = a.value("Key", "");
+    std::string value = a.value("Value", "");
+    BERTH_TRY(check(key, value));
+    attrs[key] = value;
+  }
+  resource.doc["_attributes"] = attrs;
+  store::Txn txn;
+  txn.IfRevision(resource.entry.key, resource.entry.mod_revision)
+      .Put(resource.entry.key, resource.doc.dump());
+  BERTH_TRY(Commit(txn));
+  return Json{{"Attributes", AttributeList(attrs)}};
+}
+
 Result<Json> ElbApi::DescribeLoadBalancerAttributes(const Json& in) {
   auto lb = FindLoadBalancer(in.at("LoadBalancerArn").get<std::string>());
   if (!lb.ok()) {
     return lb.error();
   }
-  Json attrs = DefaultLoadBalancerAttributes();
-  attrs.update(lb->doc.value("_attributes", Json::object()));
-  return Json{{"Attributes", AttributeList(attrs)}};
+  return DescribeAttributes(lb->doc, DefaultLoadBalancerAttributes());
 }
 
 Result<Json> ElbApi::ModifyLoadBalancerAttributes(const Json& in) {
@@ -631,19 +653,8 @@ Result<Json> ElbApi::ModifyLoadBalancerAttributes(const Json& in) {
   if (!lb.ok()) {
     return lb.error();
   }
-  Json attrs = DefaultLoadBalancerAttributes();
-  attrs.update(lb->doc.value("_attributes", Json::object()));
-  for (const auto& a : in.at("Attributes")) {
-    std::string key = a.value("Key", "");
-    std::string value = a.value("Value", "");
-    BERTH_TRY(CheckLoadBalancerAttribute(key, value));
-    attrs[key] = value;
-  }
-  lb->doc["_attributes"] = attrs;
-  store::Txn txn;
-  txn.IfRevision(lb->entry.key, lb->entry.mod_revision).Put(lb->entry.key, lb->doc.dump());
-  BERTH_TRY(Commit(txn));
-  return Json{{"Attributes", AttributeList(attrs)}};
+  return ModifyAttributes(*lb, DefaultLoadBalancerAttributes(), CheckLoadBalancerAttribute,
+                          in.at("Attributes"));
 }
 
 // ---------------------------------------------------------------------------

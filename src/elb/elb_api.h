@@ -154,6 +154,13 @@ class ElbApi : public TargetRegistry {
   Result<Json> RulesOf(const std::string& listener_id, const Inventory& inv) const;
   Status DeleteListenerLocked(const Json& listener, const Inventory& inv, store::Txn& txn);
   Result<Json> ApplyTagChange(const std::string& arn, const Json& add, const Json& remove);
+  // Attributes of a load balancer or target group: `defaults` overlaid with what its
+  // document sets. Modify checks each change with `check`, then commits the document guarded
+  // by its revision; both answer {"Attributes": [...]}.
+  using AttributeCheck = Status (*)(const std::string& key, const std::string& value);
+  static Json DescribeAttributes(const Json& doc, const Json& defaults);
+  Result<Json> ModifyAttributes(Loaded& resource, const Json& defaults, AttributeCheck check,
+                                const Json& changes);
 
   store::Store& store_;
   api::AccountInfo account_;

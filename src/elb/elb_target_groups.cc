@@ -384,9 +384,7 @@ Result<Json> ElbApi::DescribeTargetGroupAttributes(const Json& in) {
   if (!tg.ok()) {
     return tg.error();
   }
-  Json attrs = DefaultTargetGroupAttributes();
-  attrs.update(tg->doc.value("_attributes", Json::object()));
-  return Json{{"Attributes", AttributeList(attrs)}};
+  return DescribeAttributes(tg->doc, DefaultTargetGroupAttributes());
 }
 
 Result<Json> ElbApi::ModifyTargetGroupAttributes(const Json& in) {
@@ -395,19 +393,8 @@ Result<Json> ElbApi::ModifyTargetGroupAttributes(const Json& in) {
   if (!tg.ok()) {
     return tg.error();
   }
-  Json attrs = DefaultTargetGroupAttributes();
-  attrs.update(tg->doc.value("_attributes", Json::object()));
-  for (const auto& a : in.at("Attributes")) {
-    std::string key = a.value("Key", "");
-    std::string value = a.value("Value", "");
-    BERTH_TRY(CheckTargetGroupAttribute(key, value));
-    attrs[key] = value;
-  }
-  tg->doc["_attributes"] = attrs;
-  store::Txn txn;
-  txn.IfRevision(tg->entry.key, tg->entry.mod_revision).Put(tg->entry.key, tg->doc.dump());
-  BERTH_TRY(Commit(txn));
-  return Json{{"Attributes", AttributeList(attrs)}};
+  return ModifyAttributes(*tg, DefaultTargetGroupAttributes(), CheckTargetGroupAttribute,
+                          in.at("Attributes"));
 }
 
 // ---------------------------------------------------------------------------
