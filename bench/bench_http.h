@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +57,22 @@ inline std::string MachineLoad() {
     text += fmt::format(", cpu pressure {}% (avg60)", avg60.substr(6));
   }
   return text;
+}
+
+// Turns SIGINT and SIGTERM into `flag`, which the benchmark's loops check, so an interrupted
+// run still stops what it started and removes what it wrote.
+inline void WatchSignals(std::atomic<bool>& flag, const char* name) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set, &flag, name] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    flag = true;
+    fmt::print(stderr, "{}: interrupted; cleaning up\n", name);
+  }).detach();
 }
 
 // A berthd started for the run (`serve --no-agent` plus `extra_args`), logging into its data

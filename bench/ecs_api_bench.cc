@@ -209,20 +209,6 @@ void Print(const std::string& what, const Outcome& r, double floor_rate, bool ag
              items);
 }
 
-void WatchSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    g_interrupted = true;
-    fmt::print(stderr, "ecs_api_bench: interrupted; cleaning up\n");
-  }).detach();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -245,7 +231,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
-  WatchSignals();
+  berth::bench::WatchSignals(g_interrupted, "ecs_api_bench");
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
   std::string tmpl = base_dir + "/ecs-api-bench-XXXXXX";

@@ -356,21 +356,6 @@ void PrintScan(const std::string& what, const ScanResult& r, size_t expected_mat
              Rate(r.rate()), r.seconds, r.rate() / kScanGoal, r.matched, r.pages, note);
 }
 
-// Turns SIGINT/SIGTERM into a flag the loops check, so an interrupted run still cleans up.
-void WatchSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    g_interrupted = true;
-    fmt::print(stderr, "logs_bench: interrupted; cleaning up\n");
-  }).detach();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -397,7 +382,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
-  WatchSignals();
+  berth::bench::WatchSignals(g_interrupted, "logs_bench");
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
   std::string tmpl = base_dir + "/logs-bench-XXXXXX";

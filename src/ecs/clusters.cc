@@ -206,27 +206,13 @@ std::string EcsApi::ClusterArn(const std::string& name) const {
 
 std::shared_ptr<api::JsonService> EcsApi::MakeService() {
   auto svc = std::make_shared<api::JsonService>("AmazonEC2ContainerServiceV20141113", "ecs");
-  svc->Add("CreateCluster", [this](const Json& in, const api::CallContext& c) {
-    return CreateCluster(in, c);
-  });
-  svc->Add("DescribeClusters", [this](const Json& in, const api::CallContext& c) {
-    return DescribeClusters(in, c);
-  });
-  svc->Add("ListClusters", [this](const Json& in, const api::CallContext& c) {
-    return ListClusters(in, c);
-  });
-  svc->Add("DeleteCluster", [this](const Json& in, const api::CallContext& c) {
-    return DeleteCluster(in, c);
-  });
-  svc->Add("UpdateCluster", [this](const Json& in, const api::CallContext& c) {
-    return UpdateCluster(in, c);
-  });
-  svc->Add("UpdateClusterSettings", [this](const Json& in, const api::CallContext& c) {
-    return UpdateClusterSettings(in, c);
-  });
-  svc->Add("PutClusterCapacityProviders", [this](const Json& in, const api::CallContext& c) {
-    return PutClusterCapacityProviders(in, c);
-  });
+  Bind(*svc, "CreateCluster", &EcsApi::CreateCluster);
+  Bind(*svc, "DescribeClusters", &EcsApi::DescribeClusters);
+  Bind(*svc, "ListClusters", &EcsApi::ListClusters);
+  Bind(*svc, "DeleteCluster", &EcsApi::DeleteCluster);
+  Bind(*svc, "UpdateCluster", &EcsApi::UpdateCluster);
+  Bind(*svc, "UpdateClusterSettings", &EcsApi::UpdateClusterSettings);
+  Bind(*svc, "PutClusterCapacityProviders", &EcsApi::PutClusterCapacityProviders);
   AddTaskDefinitionOperations(*svc);
   AddTaskOperations(*svc);
   AddTagOperations(*svc);

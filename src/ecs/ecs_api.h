@@ -117,6 +117,14 @@ class EcsApi {
   void AddTaggableType(const std::string& resource_type, TagKeyResolver resolver);
 
  private:
+  // Serves operation `op` of `svc` with the member function `handler`.
+  using Handler = Result<Json> (EcsApi::*)(const Json& in, const api::CallContext& ctx);
+  void Bind(api::JsonService& svc, const std::string& op, Handler handler) {
+    svc.Add(op, [this, handler](const Json& in, const api::CallContext& c) {
+      return (this->*handler)(in, c);
+    });
+  }
+
   // Clusters (clusters.cc): rewrites an ACTIVE cluster's document with
   // `change` in one transaction and answers {"cluster": ...} as the update
   // operations do.

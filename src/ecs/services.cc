@@ -238,24 +238,12 @@ void EcsApi::SetTargetGroupValidator(TargetGroupValidator validator) {
 }
 
 void EcsApi::AddServiceOperations(api::JsonService& svc) {
-  svc.Add("CreateService", [this](const Json& in, const api::CallContext& c) {
-    return CreateService(in, c);
-  });
-  svc.Add("UpdateService", [this](const Json& in, const api::CallContext& c) {
-    return UpdateService(in, c);
-  });
-  svc.Add("DeleteService", [this](const Json& in, const api::CallContext& c) {
-    return DeleteService(in, c);
-  });
-  svc.Add("DescribeServices", [this](const Json& in, const api::CallContext& c) {
-    return DescribeServices(in, c);
-  });
-  svc.Add("ListServices", [this](const Json& in, const api::CallContext& c) {
-    return ListServices(in, c);
-  });
-  svc.Add("ListServicesByNamespace", [this](const Json& in, const api::CallContext& c) {
-    return ListServicesByNamespace(in, c);
-  });
+  Bind(svc, "CreateService", &EcsApi::CreateService);
+  Bind(svc, "UpdateService", &EcsApi::UpdateService);
+  Bind(svc, "DeleteService", &EcsApi::DeleteService);
+  Bind(svc, "DescribeServices", &EcsApi::DescribeServices);
+  Bind(svc, "ListServices", &EcsApi::ListServices);
+  Bind(svc, "ListServicesByNamespace", &EcsApi::ListServicesByNamespace);
   AddTaggableType("service", [](const EcsArnParts& arn) -> Result<std::string> {
     size_t slash = arn.resource_id.find('/');
     if (slash == std::string::npos) {

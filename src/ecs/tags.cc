@@ -91,15 +91,9 @@ Result<std::string> EcsApi::TagKeyFor(const std::string& arn) {
 }
 
 void EcsApi::AddTagOperations(api::JsonService& svc) {
-  svc.Add("TagResource", [this](const Json& in, const api::CallContext& c) {
-    return TagResource(in, c);
-  });
-  svc.Add("UntagResource", [this](const Json& in, const api::CallContext& c) {
-    return UntagResource(in, c);
-  });
-  svc.Add("ListTagsForResource", [this](const Json& in, const api::CallContext& c) {
-    return ListTagsForResource(in, c);
-  });
+  Bind(svc, "TagResource", &EcsApi::TagResource);
+  Bind(svc, "UntagResource", &EcsApi::UntagResource);
+  Bind(svc, "ListTagsForResource", &EcsApi::ListTagsForResource);
 }
 
 Result<Json> EcsApi::TagResource(const Json& in, const api::CallContext& ctx) {

@@ -76,24 +76,12 @@ struct RevisionRow {
 }  // namespace
 
 void EcsApi::AddTaskDefinitionOperations(api::JsonService& svc) {
-  svc.Add("RegisterTaskDefinition", [this](const Json& in, const api::CallContext& c) {
-    return RegisterTaskDefinition(in, c);
-  });
-  svc.Add("DescribeTaskDefinition", [this](const Json& in, const api::CallContext& c) {
-    return DescribeTaskDefinition(in, c);
-  });
-  svc.Add("ListTaskDefinitions", [this](const Json& in, const api::CallContext& c) {
-    return ListTaskDefinitions(in, c);
-  });
-  svc.Add("ListTaskDefinitionFamilies", [this](const Json& in, const api::CallContext& c) {
-    return ListTaskDefinitionFamilies(in, c);
-  });
-  svc.Add("DeregisterTaskDefinition", [this](const Json& in, const api::CallContext& c) {
-    return DeregisterTaskDefinition(in, c);
-  });
-  svc.Add("DeleteTaskDefinitions", [this](const Json& in, const api::CallContext& c) {
-    return DeleteTaskDefinitions(in, c);
-  });
+  Bind(svc, "RegisterTaskDefinition", &EcsApi::RegisterTaskDefinition);
+  Bind(svc, "DescribeTaskDefinition", &EcsApi::DescribeTaskDefinition);
+  Bind(svc, "ListTaskDefinitions", &EcsApi::ListTaskDefinitions);
+  Bind(svc, "ListTaskDefinitionFamilies", &EcsApi::ListTaskDefinitionFamilies);
+  Bind(svc, "DeregisterTaskDefinition", &EcsApi::DeregisterTaskDefinition);
+  Bind(svc, "DeleteTaskDefinitions", &EcsApi::DeleteTaskDefinitions);
   AddTaggableType("task-definition", [this](const EcsArnParts& arn) -> Result<std::string> {
     auto ref = ParseTaskDefinitionRef(arn.resource_id);
     if (!ref || ref->revision == 0) {

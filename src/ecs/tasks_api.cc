@@ -175,15 +175,11 @@ Status EcsApi::CheckNetworkConfiguration(const Json& task_definition, const Json
 }
 
 void EcsApi::AddTaskOperations(api::JsonService& svc) {
-  svc.Add("RunTask", [this](const Json& in, const api::CallContext& c) { return RunTask(in, c); });
-  svc.Add("StartTask",
-          [this](const Json& in, const api::CallContext& c) { return StartTask(in, c); });
-  svc.Add("StopTask",
-          [this](const Json& in, const api::CallContext& c) { return StopTask(in, c); });
-  svc.Add("DescribeTasks",
-          [this](const Json& in, const api::CallContext& c) { return DescribeTasks(in, c); });
-  svc.Add("ListTasks",
-          [this](const Json& in, const api::CallContext& c) { return ListTasks(in, c); });
+  Bind(svc, "RunTask", &EcsApi::RunTask);
+  Bind(svc, "StartTask", &EcsApi::StartTask);
+  Bind(svc, "StopTask", &EcsApi::StopTask);
+  Bind(svc, "DescribeTasks", &EcsApi::DescribeTasks);
+  Bind(svc, "ListTasks", &EcsApi::ListTasks);
   AddTaggableType("task", [](const EcsArnParts& arn) -> Result<std::string> {
     size_t slash = arn.resource_id.rfind('/');
     if (slash == std::string::npos) {
