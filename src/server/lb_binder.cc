@@ -147,7 +147,7 @@ void LoadBalancerBinder::Pass() {
     return;
   }
   std::map<std::string, ServiceLoadBalancers> clusters;
-  std::set<Target> wanted;
+  std::map<Target, std::string> wanted;
   for (const auto& entry : *services) {
     Json svc = Json::parse(entry.value, nullptr, false);
     if (!svc.is_object()) {
@@ -166,7 +166,7 @@ void LoadBalancerBinder::Pass() {
 }
 
 void LoadBalancerBinder::BindService(const std::string& cluster, const Json& svc,
-                                     std::set<Target>& wanted) {
+                                     std::map<Target, std::string>& wanted) {
   ecs::TaskFilter filter;
   filter.cluster = cluster;
   filter.service = svc.value("serviceName", "");
@@ -186,7 +186,7 @@ void LoadBalancerBinder::BindService(const std::string& cluster, const Json& svc
     }
     bool all_registered = true;
     for (const auto& t : targets) {
-      wanted.insert(t);
+      wanted[t] = TaskId(task);
       if (registered_.count(t)) {
         continue;
       }
@@ -268,7 +268,7 @@ void LoadBalancerBinder::FollowHealth(const std::string& cluster, const Json& sv
 
 void LoadBalancerBinder::ReleaseTasks(const std::string& cluster,
                                       const ServiceLoadBalancers& services,
-                                      const std::set<Target>& wanted) {
+                                      const std::map<Target, std::string>& wanted) {
   ecs::TaskFilter filter;
   filter.cluster = cluster;
   filter.targets = "registered";
@@ -283,10 +283,25 @@ void LoadBalancerBinder::ReleaseTasks(const std::string& cluster,
     auto service = services.find(task.value("_service", ""));
     std::vector<Target> targets =
         TargetsOf(task, service != services.end() ? service->second : Json::array());
-    bool deregistered = true;
+    // Targets another task serves at the same address stay; a task that was
+    // still serving earlier in this pass (it was stopped since) waits for the
+    // next pass, which sees it the same way throughout.
+    std::vector<Target> own;
+    bool seen_serving = false;
     for (const auto& t : targets) {
-      // Another task may serve at the same address already.
-      if (wanted.count(t) || deregistered_.count(t)) {
+      auto w = wanted.find(t);
+      if (w == wanted.end()) {
+        own.push_back(t);
+      } else if (w->second == TaskId(task)) {
+        seen_serving = true;
+      }
+    }
+    if (seen_serving) {
+      continue;
+    }
+    bool deregistered = true;
+    for (const auto& t : own) {
+      if (deregistered_.count(t)) {
         continue;
       }
       Status st = targets_.Deregister(std::get<0>(t), std::get<1>(t), std::get<2>(t));
@@ -311,10 +326,7 @@ void LoadBalancerBinder::ReleaseTasks(const std::string& cluster,
     // need their answers: it is released only once its targets have drained.
     if (task.value("lastStatus", "") == "DEACTIVATING") {
       bool drained = true;
-      for (const auto& t : targets) {
-        if (wanted.count(t)) {
-          continue;
-        }
+      for (const auto& t : own) {
         auto state = targets_.TargetHealth(std::get<0>(t), std::get<1>(t), std::get<2>(t));
         if (state.ok() && *state == "draining") {
           drained = false;
@@ -328,7 +340,7 @@ void LoadBalancerBinder::ReleaseTasks(const std::string& cluster,
     if (!released.ok()) {
       continue;
     }
-    for (const auto& t : targets) {
+    for (const auto& t : own) {
       deregistered_.erase(t);
     }
     spdlog::info("component=lb_binder event=task_released task={} last_status={}", TaskId(task),

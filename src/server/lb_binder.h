@@ -53,16 +53,16 @@ class LoadBalancerBinder {
   using ServiceLoadBalancers = std::map<std::string, nlohmann::json>;
 
   // Registers the serving tasks of one service and follows their health;
-  // adds their targets to `wanted`.
+  // adds their targets to `wanted`, each with the id of the task serving it.
   void BindService(const std::string& cluster, const nlohmann::json& service,
-                   std::set<Target>& wanted);
+                   std::map<Target, std::string>& wanted);
   // Copies the targets' health into the task; replaces an unhealthy task.
   void FollowHealth(const std::string& cluster, const nlohmann::json& service,
                     const nlohmann::json& task, const std::vector<Target>& targets);
   // Deregisters the targets of the cluster's tasks that no longer serve and
   // releases the tasks once their targets have drained.
   void ReleaseTasks(const std::string& cluster, const ServiceLoadBalancers& services,
-                    const std::set<Target>& wanted);
+                    const std::map<Target, std::string>& wanted);
 
   store::Store& store_;
   ecs::TaskManager& tasks_;

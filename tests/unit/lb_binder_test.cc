@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -82,6 +83,11 @@ class FakeTargets : public elb::TargetRegistry {
 
   Result<Json> TargetHealthDetail(const std::string& group, const std::string& ip,
                                   int port) override {
+    if (on_health) {
+      auto hook = std::move(on_health);
+      on_health = nullptr;
+      hook();
+    }
     if (!groups.count(group)) {
       return ClientError("TargetGroupNotFound", "One or more target groups not found");
     }
@@ -108,6 +114,7 @@ class FakeTargets : public elb::TargetRegistry {
   }
 
   std::set<std::string> groups = {kGroup};
+  std::function<void()> on_health;  // runs once, at the next health read
   std::map<Key, std::string> states;
   int register_calls = 0;
   int deregister_calls = 0;
@@ -282,6 +289,30 @@ TEST_F(LoadBalancerBinderTest, DeactivatingTaskIsReleasedOnlyOnceItsTargetDraine
   EXPECT_EQ("released", Task(id)["_targets"]);
   EXPECT_EQ("DEACTIVATING", Task(id)["lastStatus"]);
   EXPECT_EQ("STOPPED", AgentDesired(id));
+}
+
+TEST_F(LoadBalancerBinderTest, ATaskStoppedDuringAPassIsStillDrained) {
+  std::string id = Running("172.31.0.5");
+  targets_.states[{kGroup, "172.31.0.5", 8080}] = "healthy";
+  // The service controller stops the task after the pass saw it serving.
+  targets_.on_health = [&] {
+    ASSERT_TRUE(tasks_->StopTask("c1", id, "ServiceSchedulerInitiated", "Scaling").ok());
+  };
+
+  binder_->Pass();
+  std::string target_after_first = targets_.State("172.31.0.5");
+  std::string held_after_first = Task(id)["_targets"];
+  binder_->Pass();
+  std::string target_after_second = targets_.State("172.31.0.5");
+  std::string held_after_second = Task(id)["_targets"];
+  targets_.FinishDrains();
+  binder_->Pass();
+
+  EXPECT_EQ("healthy", target_after_first);
+  EXPECT_EQ("registered", held_after_first);
+  EXPECT_EQ("draining", target_after_second);
+  EXPECT_EQ("registered", held_after_second);
+  EXPECT_EQ("released", Task(id)["_targets"]);
 }
 
 TEST_F(LoadBalancerBinderTest, ARestartedBinderFinishesTheDrain) {
