@@ -977,3 +977,55 @@ def test_elbv2_ecs_scale_in_drains_the_stopped_task(drain_node):
     assert target_states[0] in ("healthy", "draining") and "draining" in target_states
     assert target_states[-1] == "unused"
     assert len(health(n.elb, n.tg)) == 1
+
+
+def test_elbv2_ecs_drain_finishes_after_a_berthd_restart(drain_node):
+    n = drain_node
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=2)
+    wait_serving(n, 2, 2)
+    delay = 10
+    n.elb.modify_target_group_attributes(
+        TargetGroupArn=n.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds",
+                                          "Value": str(delay)}])
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=1)
+
+    def deactivating():
+        for t in service_tasks(n):
+            if t["lastStatus"] == "DEACTIVATING":
+                ip = t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+                h = health(n.elb, n.tg, [{"Id": ip, "Port": 8080}])[(ip, 8080)]
+                if h["State"] == "draining":
+                    return t
+        return None
+    victim = wait_for(deactivating, timeout=30, interval=0.1, what="a draining task")
+    draining_since = time.time()
+    ip = victim["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+
+    n.b.kill9()
+    n.b.start()
+    n.ecs, n.elb = n.b.client("ecs"), n.b.client("elbv2")
+
+    # The restarted berthd keeps the task running until the drain ends, then
+    # its agent stops it.
+    states = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        t = n.ecs.describe_tasks(cluster="agent", tasks=[victim["taskArn"]])["tasks"][0]
+        if not states or states[-1][0] != t["lastStatus"]:
+            states.append((t["lastStatus"], t["containers"][0]["lastStatus"],
+                           round(time.time() - draining_since, 1)))
+        if t["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.2)
+    n.elb.modify_target_group_attributes(
+        TargetGroupArn=n.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds",
+                                          "Value": str(DRAIN_SECONDS)}])
+
+    print(f"restart while draining: {states}")
+    assert states[0][:2] == ("DEACTIVATING", "RUNNING"), states
+    assert states[-1][0] == "STOPPED", states
+    stopping_at = [s[2] for s in states if s[0] != "DEACTIVATING"][0]
+    assert stopping_at >= delay - 2, states
+    assert t["stopCode"] == "ServiceSchedulerInitiated"
+    assert health(n.elb, n.tg, [{"Id": ip, "Port": 8080}])[(ip, 8080)]["State"] == "unused"
+    wait_serving(n, 1, 2)
