@@ -15,6 +15,9 @@ using Json = nlohmann::json;
 namespace {
 
 constexpr const char* kServicePrefix = "ecs/services/";
+// Every this many passes (250 ms each) also clusters without load balancers
+// are looked at for targets to release.
+constexpr uint64_t kPassesPerFullRelease = 20;
 
 std::string TaskIp(const Json& task) {
   for (const auto& c : task.value("containers", Json::array())) {
@@ -147,6 +150,7 @@ void LoadBalancerBinder::Pass() {
     return;
   }
   std::map<std::string, ServiceLoadBalancers> clusters;
+  std::set<std::string> balanced;  // clusters with a service behind a load balancer
   std::map<Target, std::string> wanted;
   for (const auto& entry : *services) {
     Json svc = Json::parse(entry.value, nullptr, false);
@@ -157,11 +161,18 @@ void LoadBalancerBinder::Pass() {
     const Json lbs = svc.value("loadBalancers", Json::array());
     clusters[cluster][svc.value("serviceName", "")] = lbs;
     if (lbs.is_array() && !lbs.empty()) {
+      balanced.insert(cluster);
       BindService(cluster, svc, wanted);
     }
   }
+  // Registered targets are found on tasks of services that lost their load
+  // balancers too, but rarely: those clusters are looked at every few seconds
+  // only, so clusters without load balancers cost next to nothing.
+  bool everywhere = passes_++ % kPassesPerFullRelease == 0;
   for (const auto& [cluster, lbs] : clusters) {
-    ReleaseTasks(cluster, lbs, wanted);
+    if (everywhere || balanced.count(cluster)) {
+      ReleaseTasks(cluster, lbs, wanted);
+    }
   }
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <set>
@@ -69,6 +70,7 @@ class LoadBalancerBinder {
   elb::TargetRegistry& targets_;
   std::set<Target> registered_;    // registered by this process and not since deregistered
   std::set<Target> deregistered_;  // deregistered by this process, task not yet released
+  uint64_t passes_ = 0;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

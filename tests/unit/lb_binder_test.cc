@@ -369,6 +369,31 @@ TEST_F(LoadBalancerBinderTest, UnhealthyTaskIsStoppedThroughDeactivating) {
             task["stoppedReason"]);
 }
 
+TEST_F(LoadBalancerBinderTest, TasksOfAServiceThatLostItsLoadBalancersAreStillDrained) {
+  std::string id = Running("172.31.0.5");
+  Json service = Json::parse((*store_->Get("ecs/services/c1/web"))->value);
+  service["loadBalancers"] = Json::array();
+  ASSERT_TRUE(store_->Put("ecs/services/c1/web", service.dump()).ok());
+  ASSERT_TRUE(tasks_->StopTask("c1", id, "UserInitiated", "").ok());
+
+  int passes_to_deregister = 0;
+  while (targets_.State("172.31.0.5") != "draining" && passes_to_deregister < 50) {
+    binder_->Pass();
+    ++passes_to_deregister;
+  }
+  targets_.FinishDrains();
+  int passes_to_release = 0;
+  while (Task(id)["_targets"] != "released" && passes_to_release < 50) {
+    binder_->Pass();
+    ++passes_to_release;
+  }
+
+  EXPECT_LE(passes_to_deregister, 20);
+  EXPECT_LE(passes_to_release, 20);
+  EXPECT_EQ("released", Task(id)["_targets"]);
+  EXPECT_EQ("STOPPED", AgentDesired(id));
+}
+
 TEST_F(LoadBalancerBinderTest, AMissingTargetGroupDoesNotHoldTheTask) {
   targets_.groups.clear();
   std::string id = Start();
