@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+//
 // Joins ECS services to their load balancers: a level-triggered loop over the
 // tasks of services with `loadBalancers`, driving their part of the task
 // lifecycle (see ecs/tasks.h):
