@@ -97,7 +97,8 @@ struct TaskView {
   bool running = false;  // lastStatus RUNNING
   bool pending = false;  // active and not yet RUNNING
   bool stopped = false;  // lastStatus STOPPED
-  bool healthy = false;  // running, active, and healthy when health is checked
+  bool healthy = false;  // running, active, healthy when health is checked, and its
+                         // targets healthy when behind a load balancer
   bool unhealthy = false;
   double created_at = 0;
   double started_at = 0;
@@ -198,6 +199,12 @@ void ServicePass::Classify() {
     v.unhealthy = v.running && v.active && health == "UNHEALTHY";
     bool checked = needs_health.count(v.deployment) ? needs_health[v.deployment] : false;
     v.healthy = v.running && v.active && !v.unhealthy && (!checked || health == "HEALTHY");
+    // Behind a load balancer a task is healthy once its targets pass the
+    // load balancer's health checks too, as AWS's rolling update waits for.
+    const Json lbs = t.value("_loadBalancers", Json::array());
+    if (lbs.is_array() && !lbs.empty() && !t.value("_targetsHealthy", false)) {
+      v.healthy = false;
+    }
     v.created_at = NumberOr(t, "createdAt", 0);
     v.started_at = NumberOr(t, "startedAt", 0);
     views_.push_back(std::move(v));
@@ -438,6 +445,7 @@ void ServicePass::StartTasks(Json& deployment, int count) {
   request.enable_execute_command = svc_.value("enableExecuteCommand", false);
   request.service = name_;
   request.deployment_id = deployment.value("id", "");
+  request.load_balancers = svc_.value("loadBalancers", Json::array());
   Json tags = Json::array();
   std::string propagate = svc_.value("propagateTags", "NONE");
   if (propagate == "SERVICE") {

@@ -104,6 +104,9 @@ Json IndexDoc(const Json& task) {
   if (task.contains("stoppedAt")) {
     idx["stoppedAt"] = task["stoppedAt"];
   }
+  if (task.contains("_targets")) {
+    idx["targets"] = task["_targets"];
+  }
   return idx;
 }
 
@@ -118,6 +121,9 @@ bool Matches(const TaskIndexEntry& idx, const TaskFilter& f) {
     return false;
   }
   if (f.launch_type && idx.launch_type != *f.launch_type) {
+    return false;
+  }
+  if (f.targets && Str(idx, "targets") != *f.targets) {
     return false;
   }
   if (f.desired_status) {
@@ -152,6 +158,22 @@ const Json* ContainerDefinition(const Json& task, const std::string& name) {
 }
 
 bool IsEssential(const Json* def) { return def == nullptr || def->value("essential", true); }
+
+// A task whose service had loadBalancers when it started.
+bool BehindLoadBalancer(const Json& task) {
+  auto it = task.find("_loadBalancers");
+  return it != task.end() && it->is_array() && !it->empty();
+}
+
+// What the node's agent is told to do with the task. A DEACTIVATING task
+// keeps running there until its targets are released: requests already on
+// their way to it still need an answer.
+std::string AgentDesiredStatus(const Json& task) {
+  if (Str(task, "lastStatus") == "DEACTIVATING" && Str(task, "_targets") == "registered") {
+    return "RUNNING";
+  }
+  return Str(task, "desiredStatus");
+}
 
 // HEALTHY when every essential container with a health check is healthy,
 // UNHEALTHY when one of them is unhealthy, UNKNOWN otherwise (also when no
@@ -374,6 +396,9 @@ Json StoreTaskManager::NewTask(const StartTasksRequest& req, const std::string& 
   if (!req.deployment_id.empty()) {
     task["_deployment"] = req.deployment_id;
   }
+  if (req.load_balancers.is_array() && !req.load_balancers.empty()) {
+    task["_loadBalancers"] = req.load_balancers;
+  }
   return task;
 }
 
@@ -402,7 +427,7 @@ Result<std::shared_ptr<const StoreTaskManager::CachedNode>> StoreTaskManager::Pa
 Json StoreTaskManager::DesiredDoc(const Json& task) const {
   return Json{{"cluster", ClusterNameOf(task)},
               {"taskId", TaskIdOf(task)},
-              {"desiredStatus", Str(task, "desiredStatus")}};
+              {"desiredStatus", AgentDesiredStatus(task)}};
 }
 
 Result<StartTasksResult> StoreTaskManager::StartTasks(const StartTasksRequest& req) {
@@ -580,7 +605,7 @@ Result<Json> StoreTaskManager::MutateTask(const std::string& cluster, const std:
         }
       }
     } else if (!node.empty() && !is_stopped &&
-               Str(*before, "desiredStatus") != Str(task, "desiredStatus")) {
+               AgentDesiredStatus(*before) != AgentDesiredStatus(task)) {
       txn.Put(DesiredKey(node, id), DesiredDoc(task).dump());
     }
 
@@ -655,11 +680,67 @@ Result<Json> StoreTaskManager::StopTask(const std::string& cluster, const std::s
     }
     task["desiredStatus"] = "STOPPED";
     task["stoppingAt"] = now;
+    if (Str(task, "lastStatus") == "RUNNING" && Str(task, "_targets") == "registered") {
+      // The load balancer binder deregisters the targets and releases the task
+      // once they have drained; until then the agent keeps it running.
+      task["lastStatus"] = "DEACTIVATING";
+    }
     if (!task.contains("stopCode")) {
       task["stopCode"] = stop_code;
       task["stoppedReason"] = reason.empty() ? DefaultStoppedReason(stop_code) : reason;
     }
     task["version"] = IntOr(task, "version", 1) + 1;
+    return true;
+  });
+}
+
+Result<Json> StoreTaskManager::MarkTargetsRegistered(const std::string& cluster,
+                                                     const std::string& task_id) {
+  double now = Now();
+  return MutateTask(cluster, task_id, [&](Json& task) -> Result<bool> {
+    std::string targets = Str(task, "_targets");
+    if (targets == "registered" || targets == "released") {
+      return false;
+    }
+    // Recorded even for a task that stopped meanwhile: the binder then finds
+    // registered targets of a task that no longer serves and takes them out.
+    task["_targets"] = "registered";
+    if (targets == "pending" && Str(task, "lastStatus") == "ACTIVATING" &&
+        Str(task, "desiredStatus") == "RUNNING") {
+      task["lastStatus"] = "RUNNING";
+      task["startedAt"] = now;
+      if (!task.contains("pullStartedAt")) {
+        task["pullStartedAt"] = now;
+      }
+      if (!task.contains("pullStoppedAt")) {
+        task["pullStoppedAt"] = now;
+      }
+      task["version"] = IntOr(task, "version", 1) + 1;
+    }
+    return true;
+  });
+}
+
+Result<Json> StoreTaskManager::SetTargetsHealthy(const std::string& cluster,
+                                                 const std::string& task_id, bool healthy) {
+  return MutateTask(cluster, task_id, [&](Json& task) -> Result<bool> {
+    auto it = task.find("_targetsHealthy");
+    if (it != task.end() && it->is_boolean() && it->get<bool>() == healthy) {
+      return false;
+    }
+    task["_targetsHealthy"] = healthy;
+    return true;
+  });
+}
+
+Result<Json> StoreTaskManager::MarkTargetsReleased(const std::string& cluster,
+                                                   const std::string& task_id) {
+  return MutateTask(cluster, task_id, [&](Json& task) -> Result<bool> {
+    if (Str(task, "_targets") != "registered") {
+      return false;
+    }
+    task["_targets"] = "released";
+    task["_targetsHealthy"] = false;
     return true;
   });
 }
@@ -735,9 +816,18 @@ void StoreTaskManager::ApplyReportToTask(const TaskReport& r, Json& task, double
   // Why the task stops, when it stops on its own.
   int cur = TaskStatusIndex(Str(task, "lastStatus"));
   int next = TaskStatusIndex(r.last_status);
+  std::string next_status = r.last_status;
   const int kRunning = TaskStatusIndex("RUNNING");
   const int kDeprovisioning = TaskStatusIndex("DEPROVISIONING");
   const int kStopped = TaskStatusIndex("STOPPED");
+  std::string targets = Str(task, "_targets");
+  if (next == kRunning && BehindLoadBalancer(task) && (targets.empty() || targets == "pending")) {
+    // Running containers are not yet a RUNNING task behind a load balancer:
+    // it stays ACTIVATING until the binder has registered its targets.
+    task["_targets"] = "pending";
+    next_status = "ACTIVATING";
+    next = TaskStatusIndex(next_status);
+  }
   if (!task.contains("stopCode")) {
     std::string code = r.stop_code;
     std::string reason = r.stopped_reason;
@@ -817,7 +907,7 @@ void StoreTaskManager::ApplyReportToTask(const TaskReport& r, Json& task, double
         task["executionStoppedAt"] = *r.execution_stopped_at;
       }
     } else {
-      task["lastStatus"] = r.last_status;
+      task["lastStatus"] = next_status;
       task["version"] = IntOr(task, "version", 1) + 1;
     }
   }
@@ -1072,7 +1162,7 @@ Result<DesiredState> StoreTaskManager::Desired(const std::string& node_id, int64
     d.task_arn = Str(t, "taskArn");
     d.cluster = Str(*doc, "cluster");
     d.cluster_arn = Str(t, "clusterArn");
-    d.desired_status = Str(t, "desiredStatus");
+    d.desired_status = AgentDesiredStatus(t);
     d.last_status = Str(t, "lastStatus");
     d.seq = IntOr(t, "_seq", 0);
     d.cpu = Str(t, "cpu");

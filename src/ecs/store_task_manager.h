@@ -69,6 +69,12 @@ class StoreTaskManager : public TaskManager {
   Result<Json> StopTask(const std::string& cluster, const std::string& task_id,
                         const std::string& stop_code, const std::string& reason) override;
   Result<std::vector<Json>> FindTasks(const TaskFilter& filter) override;
+  Result<Json> MarkTargetsRegistered(const std::string& cluster,
+                                     const std::string& task_id) override;
+  Result<Json> SetTargetsHealthy(const std::string& cluster, const std::string& task_id,
+                                 bool healthy) override;
+  Result<Json> MarkTargetsReleased(const std::string& cluster,
+                                   const std::string& task_id) override;
 
   /// The full task document, or nullopt when there is none.
   Result<std::optional<Json>> GetTask(const std::string& cluster, const std::string& task_id);

@@ -3,6 +3,7 @@ real HTTP targets on loopback ports."""
 import hashlib
 import http.client
 import http.server
+import os
 import re
 import socket
 import subprocess
@@ -747,3 +748,284 @@ def test_elbv2_aws_cli_and_the_dns_name(berthd):
                          timeout=30)
     assert got.stdout == "hello-cli"
     berthd.aws("elbv2", "delete-load-balancer", "--load-balancer-arn", arn)
+
+
+# ---------------------------------------------------------------------------
+# ECS services behind the load balancer, with real tasks (busybox httpd) run
+# by berthd's own node agent: a task is RUNNING only once its target is
+# registered, and a stopping task stays DEACTIVATING while its target drains,
+# so no request through the listener fails while tasks come and go.
+
+DRAIN_SECONDS = 3
+
+
+class RequestLoop:
+    """Requests GET / through a listener on a thread of its own, each on a new
+    connection with a timeout, until stopped or `limit` seconds have passed;
+    keeps every answer body and every failure."""
+
+    def __init__(self, port, limit=90.0):
+        self.port = port
+        self.limit = limit
+        self.bodies = []
+        self.failures = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        deadline = time.time() + self.limit
+        while not self.done.is_set() and time.time() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                body = r.read().decode()
+                if r.status == 200:
+                    self.bodies.append(body)
+                else:
+                    self.failures.append((time.time(), r.status, body[:200]))
+            except OSError as e:
+                self.failures.append((time.time(), type(e).__name__, str(e)))
+            finally:
+                conn.close()
+            time.sleep(0.01)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=30)
+        return len(self.bodies) + len(self.failures)
+
+
+class DrainNode:
+    pass
+
+
+@pytest.fixture(scope="module")
+def drain_node(berthd_factory, tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the node agent needs root")
+    from test_agent import NET, assert_no_leaks, make_node, register
+    b = make_node(berthd_factory, tmp_path_factory, "elb-drain")
+    n = DrainNode()
+    n.b, n.net = b, NET
+    n.ecs, n.elb = b.client("ecs"), b.client("elbv2")
+    for rev in ("1", "2"):
+        register(b, "drain-web", [{
+            "name": "web", "stopTimeout": 2, "portMappings": [{"containerPort": 8080}],
+            "environment": [{"name": "REV", "value": rev}],
+            "command": ["sh", "-c", "mkdir -p /tmp/w; echo rev$REV $(hostname) > "
+                                    "/tmp/w/index.html; exec httpd -f -p 8080 -h /tmp/w"]}])
+    lb = make_lb(n.elb, "drain-lb")
+    n.tg = make_tg(n.elb, "drain-tg", Port=8080, HealthCheckPath="/")["TargetGroupArn"]
+    n.elb.modify_target_group_attributes(
+        TargetGroupArn=n.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds",
+                                          "Value": str(DRAIN_SECONDS)}])
+    n.port = free_port()
+    n.elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=n.port,
+                          DefaultActions=[{"Type": "forward", "TargetGroupArn": n.tg}])
+    n.ecs.create_service(
+        cluster="agent", serviceName="drain-web", taskDefinition="drain-web:1", desiredCount=2,
+        launchType="FARGATE", networkConfiguration=NET,
+        loadBalancers=[{"targetGroupArn": n.tg, "containerName": "web",
+                        "containerPort": 8080}])
+    yield n
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=0)
+    n.ecs.delete_service(cluster="agent", service="drain-web")
+    n.ecs.get_waiter("services_inactive").wait(cluster="agent", services=["drain-web"],
+                                               WaiterConfig={"Delay": 1, "MaxAttempts": 90})
+    b.stop()
+    assert_no_leaks(b)
+
+
+def service_tasks(n):
+    arns = n.ecs.list_tasks(cluster="agent", serviceName="drain-web")["taskArns"]
+    stopped = n.ecs.list_tasks(cluster="agent", serviceName="drain-web",
+                               desiredStatus="STOPPED")["taskArns"]
+    arns = arns + stopped
+    return n.ecs.describe_tasks(cluster="agent", tasks=arns)["tasks"] if arns else []
+
+
+def wait_serving(n, count, revision, timeout=90):
+    """Waits until the service is steady with `count` tasks of `revision`, each
+    of them healthy in the target group."""
+    seen = {}
+
+    def steady():
+        svc = n.ecs.describe_services(cluster="agent", services=["drain-web"])["services"][0]
+        states = [h["State"] for h in health(n.elb, n.tg).values()]
+        seen.update(deployments=[(d["taskDefinition"], d["rolloutState"], d["runningCount"])
+                                 for d in svc["deployments"]],
+                    running=svc["runningCount"], targets=states)
+        return (len(svc["deployments"]) == 1 and svc["runningCount"] == count
+                and svc["taskDefinition"].endswith(f":{revision}")
+                and states == ["healthy"] * count)
+    try:
+        wait_for(steady, timeout=timeout, interval=0.5,
+                 what=f"{count} healthy tasks of revision {revision}")
+    except AssertionError as e:
+        tasks = [(t["taskArn"][-32:], t["taskDefinitionArn"][-1:], t["lastStatus"],
+                  t["desiredStatus"], t["containers"][0].get("networkInterfaces"))
+                 for t in service_tasks(n)]
+        raise AssertionError(f"{e}: {seen} tasks={tasks} targets={health(n.elb, n.tg)}") from None
+
+
+def test_elbv2_ecs_rolling_deployment_serves_every_request(drain_node):
+    n = drain_node
+    wait_serving(n, 2, 1)
+    old = {t["taskArn"] for t in service_tasks(n) if t["lastStatus"] == "RUNNING"}
+    assert len(old) == 2
+    loop = RequestLoop(n.port)
+    time.sleep(1)
+    started = time.time()
+    n.ecs.update_service(cluster="agent", service="drain-web", taskDefinition="drain-web:2")
+
+    # Watch the old tasks go: each passes through DEACTIVATING, and while it
+    # does its target is draining and its container still runs.
+    seen = {arn: [] for arn in old}
+    draining_while_deactivating = set()
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        tasks = n.ecs.describe_tasks(cluster="agent", tasks=sorted(old))["tasks"]
+        for t in tasks:
+            states = seen[t["taskArn"]]
+            if not states or states[-1][0] != t["lastStatus"]:
+                states.append((t["lastStatus"], time.time()))
+            if t["lastStatus"] == "DEACTIVATING":
+                assert t["desiredStatus"] == "STOPPED"
+                assert t["containers"][0]["lastStatus"] == "RUNNING"
+                target = {"Id": t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"],
+                          "Port": 8080}
+                state = health(n.elb, n.tg, [target])[(target["Id"], 8080)]["State"]
+                if state == "draining":
+                    draining_while_deactivating.add(t["taskArn"])
+        if all(t["lastStatus"] == "STOPPED" for t in tasks):
+            break
+        time.sleep(0.2)
+    wait_serving(n, 2, 2)
+    time.sleep(1)
+    total = loop.stop()
+    took = time.time() - started
+
+    print(f"rolling deployment: {total} requests in {took:.1f} s, "
+          f"{len(loop.failures)} failed")
+    assert loop.failures == [], loop.failures[:10]
+    assert total > 100
+    assert any(b.startswith("rev1 ") for b in loop.bodies)
+    assert any(b.startswith("rev2 ") for b in loop.bodies)
+    assert loop.bodies[-1].startswith("rev2 ")
+    for arn, states in seen.items():
+        names = [s for s, _ in states]
+        assert "DEACTIVATING" in names, (arn, names)
+        assert names[-1] == "STOPPED", (arn, names)
+        at = dict((s, ts) for s, ts in reversed(states))
+        after = [ts for s, ts in states if s in ("STOPPING", "DEPROVISIONING", "STOPPED")]
+        # The task is held for the deregistration delay before its agent stops it.
+        assert min(after) - at["DEACTIVATING"] >= DRAIN_SECONDS - 1, states
+    assert draining_while_deactivating == old
+    stopped = n.ecs.describe_tasks(cluster="agent", tasks=sorted(old))["tasks"]
+    assert {t["stopCode"] for t in stopped} == {"ServiceSchedulerInitiated"}
+    # Drained targets are gone from the group; the new tasks' targets remain.
+    running_ips = {t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+                   for t in service_tasks(n) if t["lastStatus"] == "RUNNING"}
+    assert {ip for ip, _ in health(n.elb, n.tg)} == running_ips
+
+
+def test_elbv2_ecs_scale_in_drains_the_stopped_task(drain_node):
+    n = drain_node
+    wait_serving(n, 2, 2)
+    loop = RequestLoop(n.port)
+    time.sleep(1)
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=1)
+
+    victim = None
+    states = []
+    target_states = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if victim is None:
+            going = [t for t in service_tasks(n) if t["desiredStatus"] == "STOPPED"
+                     and t["startedBy"] and t.get("stopCode") == "ServiceSchedulerInitiated"
+                     and "stoppingAt" in t and t["lastStatus"] != "STOPPED"]
+            if going:
+                victim = going[0]
+            else:
+                time.sleep(0.1)
+                continue
+        t = n.ecs.describe_tasks(cluster="agent", tasks=[victim["taskArn"]])["tasks"][0]
+        ip = t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+        h = health(n.elb, n.tg, [{"Id": ip, "Port": 8080}])[(ip, 8080)]
+        if not states or states[-1][0] != t["lastStatus"]:
+            states.append((t["lastStatus"], t["containers"][0]["lastStatus"]))
+        if not target_states or target_states[-1] != h["State"]:
+            target_states.append(h["State"])
+        if t["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.2)
+    wait_serving(n, 1, 2)
+    total = loop.stop()
+
+    print(f"scale-in: {total} requests, {len(loop.failures)} failed; task {states}, "
+          f"target {target_states}")
+    assert victim is not None
+    assert loop.failures == [], loop.failures[:10]
+    assert total > 50
+    # DEACTIVATING with the container still running, while the target drains;
+    # then the container is stopped and the target is gone.
+    assert ("DEACTIVATING", "RUNNING") in states, states
+    assert states[-1][0] == "STOPPED"
+    assert target_states[0] in ("healthy", "draining") and "draining" in target_states
+    assert target_states[-1] == "unused"
+    assert len(health(n.elb, n.tg)) == 1
+
+
+def test_elbv2_ecs_drain_finishes_after_a_berthd_restart(drain_node):
+    n = drain_node
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=2)
+    wait_serving(n, 2, 2)
+    delay = 10
+    n.elb.modify_target_group_attributes(
+        TargetGroupArn=n.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds",
+                                          "Value": str(delay)}])
+    n.ecs.update_service(cluster="agent", service="drain-web", desiredCount=1)
+
+    def deactivating():
+        for t in service_tasks(n):
+            if t["lastStatus"] == "DEACTIVATING":
+                ip = t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+                h = health(n.elb, n.tg, [{"Id": ip, "Port": 8080}])[(ip, 8080)]
+                if h["State"] == "draining":
+                    return t
+        return None
+    victim = wait_for(deactivating, timeout=30, interval=0.1, what="a draining task")
+    draining_since = time.time()
+    ip = victim["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+
+    n.b.kill9()
+    n.b.start()
+    n.ecs, n.elb = n.b.client("ecs"), n.b.client("elbv2")
+
+    # The restarted berthd keeps the task running until the drain ends, then
+    # its agent stops it.
+    states = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        t = n.ecs.describe_tasks(cluster="agent", tasks=[victim["taskArn"]])["tasks"][0]
+        if not states or states[-1][0] != t["lastStatus"]:
+            states.append((t["lastStatus"], t["containers"][0]["lastStatus"],
+                           round(time.time() - draining_since, 1)))
+        if t["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.2)
+    n.elb.modify_target_group_attributes(
+        TargetGroupArn=n.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds",
+                                          "Value": str(DRAIN_SECONDS)}])
+
+    print(f"restart while draining: {states}")
+    assert states[0][:2] == ("DEACTIVATING", "RUNNING"), states
+    assert states[-1][0] == "STOPPED", states
+    stopping_at = [s[2] for s in states if s[0] != "DEACTIVATING"][0]
+    assert stopping_at >= delay - 2, states
+    assert t["stopCode"] == "ServiceSchedulerInitiated"
+    assert health(n.elb, n.tg, [{"Id": ip, "Port": 8080}])[(ip, 8080)]["State"] == "unused"
+    wait_serving(n, 1, 2)

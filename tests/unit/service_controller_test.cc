@@ -79,6 +79,9 @@ class FakeTaskManager : public TaskManager {
           {"_service", request.service},
           {"_deployment", request.deployment_id},
       };
+      if (!request.load_balancers.empty()) {
+        task["_loadBalancers"] = request.load_balancers;
+      }
       order_.push_back(id);
       tasks_[id] = task;
       result.tasks.push_back(task);
@@ -115,6 +118,20 @@ class FakeTaskManager : public TaskManager {
       out.push_back(t);
     }
     return out;
+  }
+
+  Result<Json> MarkTargetsRegistered(const std::string&, const std::string& task_id) override {
+    tasks_.at(task_id)["_targets"] = "registered";
+    return tasks_.at(task_id);
+  }
+  Result<Json> SetTargetsHealthy(const std::string&, const std::string& task_id,
+                                 bool healthy) override {
+    tasks_.at(task_id)["_targetsHealthy"] = healthy;
+    return tasks_.at(task_id);
+  }
+  Result<Json> MarkTargetsReleased(const std::string&, const std::string& task_id) override {
+    tasks_.at(task_id)["_targets"] = "released";
+    return tasks_.at(task_id);
   }
 
   // Agent-side moves.
@@ -248,7 +265,15 @@ struct ServiceSpec {
   bool health_check = false;
   int grace = 0;
   std::string launch_type = "FARGATE";
+  bool load_balancer = false;
 };
+
+Json LoadBalancers() {
+  return Json::array({{{"targetGroupArn",
+                        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/tg/1"},
+                       {"containerName", "app"},
+                       {"containerPort", 80}}});
+}
 
 class ServiceControllerTest : public ::testing::Test {
  protected:
@@ -309,7 +334,7 @@ class ServiceControllerTest : public ::testing::Test {
         {"networkConfiguration", network},
         {"healthCheckGracePeriodSeconds", spec.grace},
         {"schedulingStrategy", "REPLICA"},
-        {"loadBalancers", Json::array()},
+        {"loadBalancers", spec.load_balancer ? LoadBalancers() : Json::array()},
         {"placementConstraints", Json::array()},
         {"placementStrategy", Json::array()},
         {"events", Json::array()},
@@ -666,6 +691,42 @@ TEST_F(ServiceControllerTest, WaitsForHealthyTasksWhenTheTaskDefinitionChecksHea
   }
   Reconcile();
   EXPECT_EQ("COMPLETED", Primary()["rolloutState"]);
+}
+
+TEST_F(ServiceControllerTest, BehindALoadBalancerOldTasksStayUntilNewTargetsAreHealthy) {
+  CreateService({.desired = 2, .load_balancer = true});
+  Reconcile();
+  fake_.RunPending();
+  Reconcile();
+  std::string before_healthy = Primary()["rolloutState"];
+  std::vector<std::string> old = fake_.Ids();
+  for (const auto& id : old) {
+    ASSERT_TRUE(fake_.SetTargetsHealthy(kCluster, id, true).ok());
+  }
+  Reconcile();
+  ASSERT_EQ("COMPLETED", Primary()["rolloutState"]);
+
+  ASSERT_TRUE(ForceNewDeployment().ok());
+  std::string fresh = Primary()["id"];
+  Reconcile();
+  fake_.RunPending();
+  Reconcile();
+  int old_kept_while_new_unhealthy = 0;
+  for (const auto& id : old) {
+    old_kept_while_new_unhealthy += fake_.Task(id)["desiredStatus"] == "RUNNING";
+  }
+  for (const auto& id : fake_.Ids(fresh)) {
+    ASSERT_TRUE(fake_.SetTargetsHealthy(kCluster, id, true).ok());
+  }
+  Reconcile();
+
+  EXPECT_EQ("IN_PROGRESS", before_healthy);
+  EXPECT_EQ(LoadBalancers(), fake_.requests.back().load_balancers);
+  EXPECT_EQ(LoadBalancers(), fake_.Task(fake_.Ids(fresh)[0])["_loadBalancers"]);
+  EXPECT_EQ(2, old_kept_while_new_unhealthy);
+  for (const auto& id : old) {
+    EXPECT_EQ("STOPPED", fake_.Task(id)["desiredStatus"]);
+  }
 }
 
 TEST_F(ServiceControllerTest, ReplacesTasksThatFailHealthChecksAfterTheGracePeriod) {

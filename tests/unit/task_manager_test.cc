@@ -474,5 +474,191 @@ TEST_F(TaskManagerTest, CountTasksFollowsLastStatus) {
   EXPECT_EQ(2, counts->active);
 }
 
+// Tasks behind a load balancer: ACTIVATING until the targets are registered,
+// DEACTIVATING until they are drained.
+
+Json OneLoadBalancer() {
+  return Json::array({{{"targetGroupArn",
+                        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/tg/1"},
+                       {"containerName", "app"},
+                       {"containerPort", 8080}}});
+}
+
+class TaskBehindLoadBalancerTest : public TaskManagerTest {
+ protected:
+  std::string StartBehindLoadBalancer() {
+    StartTasksRequest r = Request();
+    r.service = "web";
+    r.load_balancers = OneLoadBalancer();
+    auto started = tasks_->StartTasks(r);
+    EXPECT_TRUE(started.ok());
+    EXPECT_EQ(1u, started->tasks.size());
+    return TaskId(started->tasks.front());
+  }
+
+  // What the node's agent is told to do with the task.
+  std::string AgentDesired(const std::string& id) {
+    auto desired = store_->Get("ecs/desired/n1/" + id);
+    EXPECT_TRUE(desired.ok());
+    if (!desired.ok() || !desired->has_value()) {
+      return "";
+    }
+    std::string in_doc = Json::parse((*desired)->value)["desiredStatus"];
+    auto state = tasks_->Desired("n1", 0, std::chrono::milliseconds(0));
+    EXPECT_TRUE(state.ok());
+    for (const auto& t : state->tasks) {
+      if (t.task_id == id) {
+        EXPECT_EQ(in_doc, t.desired_status);
+      }
+    }
+    return in_doc;
+  }
+
+  std::string RunningRegistered() {
+    std::string id = StartBehindLoadBalancer();
+    EXPECT_TRUE(Report(id, 1, "RUNNING").ok());
+    EXPECT_TRUE(tasks_->MarkTargetsRegistered("c1", id).ok());
+    return id;
+  }
+};
+
+TEST_F(TaskBehindLoadBalancerTest, RunningContainersWaitInActivatingForTheTargets) {
+  AddNode("n1", 2048, 4096);
+  std::string id = StartBehindLoadBalancer();
+
+  ASSERT_TRUE(Report(id, 1, "RUNNING").ok());
+  Json held = Task(id);
+  now_ = now_ + 2;
+  auto registered = tasks_->MarkTargetsRegistered("c1", id);
+
+  EXPECT_EQ("ACTIVATING", held["lastStatus"]);
+  EXPECT_EQ("pending", held["_targets"]);
+  EXPECT_FALSE(held.contains("startedAt"));
+  EXPECT_EQ(OneLoadBalancer(), held["_loadBalancers"]);
+  ASSERT_TRUE(registered.ok());
+  EXPECT_EQ("RUNNING", (*registered)["lastStatus"]);
+  EXPECT_EQ("registered", (*registered)["_targets"]);
+  EXPECT_DOUBLE_EQ(1000002.0, (*registered)["startedAt"].get<double>());
+  EXPECT_EQ("RUNNING", AgentDesired(id));
+}
+
+TEST_F(TaskBehindLoadBalancerTest, LaterRunningReportsDoNotSkipTheRegistration) {
+  AddNode("n1", 2048, 4096);
+  std::string id = StartBehindLoadBalancer();
+
+  ASSERT_TRUE(Report(id, 1, "ACTIVATING").ok());
+  ASSERT_TRUE(Report(id, 2, "RUNNING").ok());
+  ASSERT_TRUE(Report(id, 3, "RUNNING",
+                     {ContainerReport{"app", "RUNNING", std::nullopt, "", "HEALTHY", "", ""}})
+                  .ok());
+
+  EXPECT_EQ("ACTIVATING", Task(id)["lastStatus"]);
+  EXPECT_EQ("HEALTHY", Task(id)["containers"][0]["healthStatus"]);
+}
+
+TEST_F(TaskBehindLoadBalancerTest, StopTaskDeactivatesUntilTheTargetsAreReleased) {
+  AddNode("n1", 2048, 4096);
+  std::string id = RunningRegistered();
+
+  auto stopped = tasks_->StopTask("c1", id, "ServiceSchedulerInitiated", "Scaling activity");
+  ASSERT_TRUE(stopped.ok());
+  std::string agent_while_draining = AgentDesired(id);
+  TaskFilter filter;
+  filter.cluster = "c1";
+  filter.targets = "registered";
+  auto holding = tasks_->FindTasks(filter);
+  auto released = tasks_->MarkTargetsReleased("c1", id);
+
+  EXPECT_EQ("DEACTIVATING", (*stopped)["lastStatus"]);
+  EXPECT_EQ("STOPPED", (*stopped)["desiredStatus"]);
+  EXPECT_EQ("ServiceSchedulerInitiated", (*stopped)["stopCode"]);
+  EXPECT_TRUE((*stopped).contains("stoppingAt"));
+  EXPECT_EQ("RUNNING", agent_while_draining);
+  ASSERT_TRUE(holding.ok());
+  ASSERT_EQ(1u, holding->size());
+  EXPECT_EQ(id, TaskId(holding->front()));
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ("DEACTIVATING", (*released)["lastStatus"]);
+  EXPECT_EQ("released", (*released)["_targets"]);
+  EXPECT_EQ("STOPPED", AgentDesired(id));
+}
+
+TEST_F(TaskBehindLoadBalancerTest, ReleasedTaskWalksOnToStopped) {
+  AddNode("n1", 2048, 4096);
+  std::string id = RunningRegistered();
+  ASSERT_TRUE(tasks_->StopTask("c1", id, "UserInitiated", "").ok());
+  ASSERT_TRUE(tasks_->MarkTargetsReleased("c1", id).ok());
+
+  ASSERT_TRUE(Report(id, 2, "STOPPING").ok());
+  std::string stopping = Task(id)["lastStatus"];
+  ASSERT_TRUE(Report(id, 3, "STOPPED").ok());
+
+  EXPECT_EQ("STOPPING", stopping);
+  EXPECT_EQ("STOPPED", Task(id)["lastStatus"]);
+  EXPECT_EQ("UserInitiated", Task(id)["stopCode"]);
+  EXPECT_EQ("Task stopped by user", Task(id)["stoppedReason"]);
+  EXPECT_FALSE(NodeDoc("n1")["tasks"].contains(id));
+}
+
+TEST_F(TaskBehindLoadBalancerTest, ADeactivationOutlivesARestart) {
+  AddNode("n1", 2048, 4096);
+  std::string id = RunningRegistered();
+  ASSERT_TRUE(tasks_->StopTask("c1", id, "UserInitiated", "").ok());
+
+  TaskManagerOptions options;
+  options.clock = [this] { return now_.load(); };
+  tasks_ = std::make_unique<StoreTaskManager>(*store_, options);
+  std::string after_restart = AgentDesired(id);
+  ASSERT_TRUE(tasks_->MarkTargetsReleased("c1", id).ok());
+
+  EXPECT_EQ("RUNNING", after_restart);
+  EXPECT_EQ("DEACTIVATING", Task(id)["lastStatus"]);
+  EXPECT_EQ("STOPPED", AgentDesired(id));
+}
+
+TEST_F(TaskBehindLoadBalancerTest, TaskWithoutRegisteredTargetsStopsAtOnce) {
+  AddNode("n1", 2048, 4096);
+  std::string activating = StartBehindLoadBalancer();
+  ASSERT_TRUE(Report(activating, 1, "RUNNING").ok());
+  std::string plain = StartOne();
+  ASSERT_TRUE(Report(plain, 1, "RUNNING").ok());
+
+  auto a = tasks_->StopTask("c1", activating, "UserInitiated", "");
+  auto p = tasks_->StopTask("c1", plain, "UserInitiated", "");
+
+  ASSERT_TRUE(a.ok() && p.ok());
+  EXPECT_EQ("ACTIVATING", (*a)["lastStatus"]);
+  EXPECT_EQ("STOPPED", AgentDesired(activating));
+  EXPECT_EQ("RUNNING", (*p)["lastStatus"]);
+  EXPECT_EQ("STOPPED", AgentDesired(plain));
+}
+
+TEST_F(TaskBehindLoadBalancerTest, RegistrationOfAStoppedTaskIsStillRecorded) {
+  AddNode("n1", 2048, 4096);
+  std::string id = StartBehindLoadBalancer();
+  ASSERT_TRUE(Report(id, 1, "RUNNING").ok());
+  ASSERT_TRUE(Report(id, 2, "STOPPED").ok());
+
+  auto marked = tasks_->MarkTargetsRegistered("c1", id);
+
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ("STOPPED", (*marked)["lastStatus"]);
+  EXPECT_EQ("registered", (*marked)["_targets"]);
+}
+
+TEST_F(TaskBehindLoadBalancerTest, TargetHealthIsWrittenOnlyWhenItChanges) {
+  AddNode("n1", 2048, 4096);
+  std::string id = RunningRegistered();
+
+  auto first = tasks_->SetTargetsHealthy("c1", id, true);
+  int64_t version_after_first = (*store_->Get("ecs/tasks/c1/" + id))->mod_revision;
+  auto again = tasks_->SetTargetsHealthy("c1", id, true);
+  int64_t version_after_again = (*store_->Get("ecs/tasks/c1/" + id))->mod_revision;
+
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_TRUE((*first)["_targetsHealthy"].get<bool>());
+  EXPECT_EQ(version_after_first, version_after_again);
+}
+
 }  // namespace
 }  // namespace berth::ecs
