@@ -123,7 +123,7 @@ bool Matches(const TaskIndexEntry& idx, const TaskFilter& f) {
   if (f.launch_type && idx.launch_type != *f.launch_type) {
     return false;
   }
-  if (f.targets && Str(idx, "targets") != *f.targets) {
+  if (f.targets && idx.targets != *f.targets) {
     return false;
   }
   if (f.desired_status) {

@@ -29,6 +29,7 @@ Result<TaskIndexEntry> TaskIndex::ParseEntry(const std::string& text) {
   e.node = Str(j, "node");
   e.started_by = Str(j, "startedBy");
   e.service = Str(j, "service");
+  e.targets = Str(j, "targets");
   if (auto it = j.find("stoppedAt"); it != j.end() && it->is_number()) {
     e.stopped_at = it->get<double>();
   }

@@ -30,6 +30,7 @@ struct TaskIndexEntry {
   std::string node;
   std::string started_by;
   std::string service;
+  std::string targets;    // where a task's load balancer targets stand ("registered", ...)
   double stopped_at = 0;  // 0: not stopped
   int64_t mod_revision = 0;
 };
