@@ -7,22 +7,52 @@
 #
 #   bench/elb_bench.sh [duration_seconds] [connections]
 #
-# ROUNDS=n repeats the four measurements n times, interleaved, and reports
-# medians (useful on a machine with other load). Needs wrk, nginx, haproxy,
-# Debian's python3 with boto3, and an optimized berthd (BERTHD, default
-# build/berthd as scripts/build makes it). Everything it starts is stopped by
-# PID.
+# Fairness between the contenders, on a small machine with other work:
+#   - the machine's other load changes by the second and is the main source of
+#     run-to-run swings, so the contenders are measured in short slices,
+#     ROUNDS=n times (default 6 of DURATION=4 s), every other round in reverse
+#     order (so each contender is measured early and late alike); figures are
+#     medians, and the berth/peer ratio is also taken round by round with its
+#     spread printed;
+#   - PIN=1 (the default with 2 CPUs or more) pins wrk to the last CPU and
+#     the proxies and the targets to the others, so no proxy competes with the
+#     load generator for a core and every proxy shares its CPUs with the same
+#     targets: requests/s then tell the proxies' costs apart (with wrk beside
+#     the targets instead, that one core is the limit for every contender and
+#     all four measure alike). PROXY_THREADS then defaults to the proxies'
+#     CPU count. PIN=0 leaves the placement to the scheduler;
+#   - CPU time per request (per proxy, from /proc) moves far less with the
+#     machine's other load than requests/s do; its ratio is printed too.
+# Needs wrk, nginx, haproxy, taskset, Debian's python3 with boto3, and an
+# optimized berthd (BERTHD, default build/berthd as scripts/build makes it).
+# Everything it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${1:-10}"
+DURATION="${1:-4}"
 CONNECTIONS="${2:-64}"
 THREADS="${WRK_THREADS:-2}"
-PROXY_THREADS="${PROXY_THREADS:-2}"
 BERTHD="${BERTHD:-build/berthd}"
 PY=/usr/bin/python3
 
-for tool in wrk nginx haproxy "$BERTHD"; do
+CPUS="$(nproc)"
+PIN="${PIN:-$((CPUS >= 2))}"
+if ((PIN)); then
+  # The last CPU drives the load (wrk); the others run the proxy under test
+  # (one at a time) and the targets.
+  LOAD_CPUS="$((CPUS - 1))"
+  PROXY_CPUS="0"
+  if ((CPUS > 2)); then PROXY_CPUS="0-$((CPUS - 2))"; fi
+  PROXY_THREADS="${PROXY_THREADS:-$((CPUS - 1))}"
+  ON_LOAD=(taskset -c "$LOAD_CPUS")
+  ON_PROXY=(taskset -c "$PROXY_CPUS")
+else
+  PROXY_THREADS="${PROXY_THREADS:-2}"
+  ON_LOAD=()
+  ON_PROXY=()
+fi
+
+for tool in wrk nginx haproxy taskset "$BERTHD"; do
   if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x "$tool" ]]; then
     echo "elb_bench: $tool is missing" >&2
     exit 2
@@ -105,7 +135,7 @@ http {
   }
 }
 EOF
-  nginx -c "$dir/nginx.conf" -p "$dir" &
+  "${ON_PROXY[@]}" nginx -c "$dir/nginx.conf" -p "$dir" &
   PIDS+=($!)
 done
 for port in "${TARGET_PORTS[@]}"; do
@@ -134,7 +164,7 @@ backend be
   server t1 127.0.0.1:${TARGET_PORTS[0]} check inter 5s
   server t2 127.0.0.1:${TARGET_PORTS[1]} check inter 5s
 EOF
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+"${ON_PROXY[@]}" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
 wait_http "http://127.0.0.1:$HAPROXY_PORT/index.html"
@@ -175,7 +205,7 @@ http {
   }
 }
 EOF
-nginx -c "$dir/nginx.conf" -p "$dir" &
+"${ON_PROXY[@]}" nginx -c "$dir/nginx.conf" -p "$dir" &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
@@ -185,7 +215,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/index.html"
 # listener, configured through the ELBv2 API.
 BERTH_API_PORT="$(free_port)"
 BERTH_LB_PORT="$(free_port)"
-"$BERTHD" serve --listen "127.0.0.1:$BERTH_API_PORT" --data-dir "$WORK/berth" \
+"${ON_PROXY[@]}" "$BERTHD" serve --listen "127.0.0.1:$BERTH_API_PORT" --data-dir "$WORK/berth" \
   --log-level warn --lb-threads "$PROXY_THREADS" --no-agent >"$WORK/berthd.log" 2>&1 &
 BERTH_PID=$!
 PIDS+=("$BERTH_PID")
@@ -243,11 +273,13 @@ run() {  # name url [pids whose CPU counts]
   local name="$1" url="$2"
   shift 2
   local pids=("$@")
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1  # warm-up
+  local warm=1
+  if [[ -z "${RPS[$name]:-}" ]]; then warm=2; fi  # longer before the first measurement
+  "${ON_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${warm}s" "$url" >/dev/null 2>&1
   local before=0 after=0
   if ((${#pids[@]})); then before="$(cpu_ticks "${pids[@]}")"; fi
   local out
-  out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")"
+  out="$("${ON_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")"
   if ((${#pids[@]})); then after="$(cpu_ticks "${pids[@]}")"; fi
   local requests errors
   requests="$(echo "$out" | awk '/requests in/ {print $1}')"
@@ -280,15 +312,33 @@ median() {  # values... -> their median ("-" for none)
 
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 NGINX_WORKERS=($(children "$NGINX_PID"))
-ROUNDS="${ROUNDS:-1}"
+ROUNDS="${ROUNDS:-6}"
 
+measure() {  # contender
+  case "$1" in
+    direct) run direct "http://127.0.0.1:${TARGET_PORTS[0]}/index.html" ;;
+    haproxy) run haproxy "http://127.0.0.1:$HAPROXY_PORT/index.html" "$HAPROXY_PID" ;;
+    nginx) run nginx "http://127.0.0.1:$NGINX_PORT/index.html" "${NGINX_WORKERS[@]}" ;;
+    berth) run berth "http://127.0.0.1:$BERTH_LB_PORT/index.html" "$BERTH_PID" ;;
+  esac
+}
+
+pinning="not pinned"
+if ((PIN)); then
+  pinning="proxies and targets on CPU $PROXY_CPUS, wrk on CPU $LOAD_CPUS"
+fi
 echo "elb_bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, ${PROXY_THREADS} proxy threads," \
-  "2 nginx targets, 512-byte file, $(nproc) CPUs, $ROUNDS round(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
-for ((round = 1; round <= ROUNDS; round++)); do
-  run direct "http://127.0.0.1:${TARGET_PORTS[0]}/index.html"
-  run haproxy "http://127.0.0.1:$HAPROXY_PORT/index.html" "$HAPROXY_PID"
-  run nginx "http://127.0.0.1:$NGINX_PORT/index.html" "${NGINX_WORKERS[@]}"
-  run berth "http://127.0.0.1:$BERTH_LB_PORT/index.html" "$BERTH_PID"
+  "2 nginx targets, 512-byte file, $CPUS CPUs ($pinning), $ROUNDS round(s)," \
+  "load $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((round = 0; round < ROUNDS; round++)); do
+  if ((round % 2 == 0)); then
+    order=(direct haproxy nginx berth)
+  else
+    order=(berth nginx haproxy direct)
+  fi
+  for name in "${order[@]}"; do
+    measure "$name"
+  done
 done
 
 declare -A MRPS MP99
@@ -299,17 +349,35 @@ for name in direct haproxy nginx berth; do
   printf "%-10s %12s %10s %16s\n" "$name" "${MRPS[$name]}" "${MP99[$name]}" \
     "$(median ${CPU[$name]:-})"
 done
-if ((ROUNDS > 1)); then
-  echo "(medians of $ROUNDS rounds; berth requests/s per round: ${RPS[berth]})"
-fi
 
 best=haproxy
 if awk -v a="${MRPS[nginx]}" -v b="${MRPS[haproxy]}" 'BEGIN {exit !(a > b)}'; then
   best=nginx
 fi
+# The ratio round by round: berth against the peer measured in the same round.
+read -r -a berth_rounds <<<"${RPS[berth]}"
+read -r -a peer_rounds <<<"${RPS[$best]}"
+ROUND_RATIOS=()
+for ((round = 0; round < ROUNDS; round++)); do
+  ROUND_RATIOS+=("$(awk -v b="${berth_rounds[$round]}" -v p="${peer_rounds[$round]}" \
+    'BEGIN {printf "%.2f", b / p}')")
+done
+if ((ROUNDS > 1)); then
+  echo "(medians of $ROUNDS rounds; requests/s per round: berth ${RPS[berth]}, $best ${RPS[$best]})"
+fi
+
 awk -v b="${MRPS[berth]}" -v p="${MRPS[$best]}" -v bp="${MP99[berth]}" -v pp="${MP99[$best]}" \
-  -v peer="$best" -v d="${MRPS[direct]}" 'BEGIN {
+  -v peer="$best" -v d="${MRPS[direct]}" -v rr="$(median "${ROUND_RATIOS[@]}")" \
+  -v lo="$(printf "%s\n" "${ROUND_RATIOS[@]}" | sort -g | head -1)" \
+  -v hi="$(printf "%s\n" "${ROUND_RATIOS[@]}" | sort -g | tail -1)" \
+  -v bc="$(median ${CPU[berth]:-})" -v pc="$(median ${CPU[$best]:-})" 'BEGIN {
     printf "\nberth / %s requests/s: %.2fx (goal >= 1.00x)\n", peer, b / p
+    printf "  round by round: median %.2fx, from %.2fx to %.2fx\n", rr, lo, hi
     printf "berth / %s p99:        %.2fx (goal <= 1.20x)\n", peer, bp / pp
+    if (bc > 0 && pc > 0) {
+      printf "berth / %s CPU per request: %.2fx (lower is better)\n", peer, bc / pc
+    }
     printf "berth / direct requests/s: %.2fx\n", b / d
   }'
+echo "load at the end $(cut -d' ' -f1-3 /proc/loadavg); the figures move with it"
+
