@@ -12,29 +12,16 @@
 #include "elb/elb_state.h"
 #include "elb/health_checker.h"
 #include "elb/lb_config.h"
+#include "temp_dir.h"
 
 namespace berth::elb {
 namespace {
 
+using berth::testutil::TempDir;
+
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-elb-XXXXXX").string();
-    EXPECT_NE(nullptr, mkdtemp(pattern.data()));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Stands in for the data plane: records bound ports, reports set healths.
 class FakeHooks : public DataPlaneHooks {

@@ -16,31 +16,17 @@
 #include "ecs/store_task_manager.h"
 #include "ecs/taskdef.h"
 #include "store/sqlite_store.h"
+#include "temp_dir.h"
 
 namespace berth {
 namespace {
+
+using berth::testutil::TempDir;
 
 using Json = nlohmann::json;
 
 const char kGroup[] = "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/tg/1";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-lbb-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Test double: target groups in memory. A registered target starts
 // "initial"; a deregistered one is "draining" until FinishDrains.

@@ -19,9 +19,12 @@
 #include "ecs/ecs_api.h"
 #include "ecs/services.h"
 #include "store/store.h"
+#include "temp_dir.h"
 
 namespace berth::ecs {
 namespace {
+
+using berth::testutil::TempDir;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -29,24 +32,6 @@ using ::testing::HasSubstr;
 const char kCluster[] = "c1";
 
 // A fresh directory, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "berth-svc-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Test double: an in-memory TaskManager. Tasks it starts stay PROVISIONING
 // until the test moves them on (Run, Crash, FailToStart, FinishStopping),

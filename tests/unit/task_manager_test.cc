@@ -14,27 +14,13 @@
 
 #include "ecs/taskdef.h"
 #include "store/sqlite_store.h"
+#include "temp_dir.h"
 
 namespace berth::ecs {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-tasks-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(nullptr, made);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
+using berth::testutil::TempDir;
 
- private:
-  std::filesystem::path path_;
-};
 
 Json TaskDefinition(const Json& containers, const std::string& cpu = "256",
                     const std::string& memory = "512") {
