@@ -962,18 +962,27 @@ Result<std::optional<Json>> StoreTaskManager::GetTask(const std::string& cluster
 Result<TaskIdPage> StoreTaskManager::ListTaskIds(const TaskFilter& filter,
                                                  const std::string& after, int limit) {
   TaskIdPage page;
-  BERTH_TRY(index_.ForEach(filter.cluster, after,
-                           [&](const std::string& id, const TaskIndexEntry& idx) {
-                             if (!Matches(idx, filter)) {
-                               return true;
-                             }
-                             if (static_cast<int>(page.ids.size()) == limit) {
-                               page.next_after = page.ids.back();
-                               return false;
-                             }
-                             page.ids.push_back(id);
-                             return true;
-                           }));
+  auto visit = [&](const std::string& id, const TaskIndexEntry& idx) {
+    if (!Matches(idx, filter)) {
+      return true;
+    }
+    if (static_cast<int>(page.ids.size()) == limit) {
+      page.next_after = page.ids.back();
+      return false;
+    }
+    page.ids.push_back(id);
+    return true;
+  };
+  // The narrowest member filter walks only its own tasks.
+  if (filter.started_by) {
+    BERTH_TRY(index_.ForEachWith(filter.cluster, "startedBy", *filter.started_by, after, visit));
+  } else if (filter.service) {
+    BERTH_TRY(index_.ForEachWith(filter.cluster, "service", *filter.service, after, visit));
+  } else if (filter.family) {
+    BERTH_TRY(index_.ForEachWith(filter.cluster, "family", *filter.family, after, visit));
+  } else {
+    BERTH_TRY(index_.ForEach(filter.cluster, after, visit));
+  }
   return page;
 }
 

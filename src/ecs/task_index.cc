@@ -36,6 +36,27 @@ Result<TaskIndexEntry> TaskIndex::ParseEntry(const std::string& text) {
   return e;
 }
 
+void TaskIndex::Unlink(Cluster& c, const std::string& id, const TaskIndexEntry& e) {
+  auto drop = [&id](std::map<std::string, std::set<std::string>>& by, const std::string& key) {
+    auto it = by.find(key);
+    if (it != by.end()) {
+      it->second.erase(id);
+      if (it->second.empty()) {
+        by.erase(it);
+      }
+    }
+  };
+  drop(c.by_started_by, e.started_by);
+  drop(c.by_service, e.service);
+  drop(c.by_family, e.family);
+}
+
+void TaskIndex::Link(Cluster& c, const std::string& id, const TaskIndexEntry& e) {
+  c.by_started_by[e.started_by].insert(id);
+  c.by_service[e.service].insert(id);
+  c.by_family[e.family].insert(id);
+}
+
 void TaskIndex::ApplyLocked(const std::string& key, const std::string* value, int64_t revision) {
   // <prefix><cluster>/<id>
   std::string rest = key.substr(kTaskIndexPrefix.size());
@@ -45,13 +66,17 @@ void TaskIndex::ApplyLocked(const std::string& key, const std::string* value, in
   }
   std::string cluster = rest.substr(0, slash);
   std::string id = rest.substr(slash + 1);
+  auto c = clusters_.find(cluster);
+  if (c != clusters_.end()) {
+    auto old = c->second.tasks.find(id);
+    if (old != c->second.tasks.end()) {
+      Unlink(c->second, id, old->second);
+      c->second.tasks.erase(old);
+    }
+  }
   if (value == nullptr) {
-    auto c = clusters_.find(cluster);
-    if (c != clusters_.end()) {
-      c->second.erase(id);
-      if (c->second.empty()) {
-        clusters_.erase(c);
-      }
+    if (c != clusters_.end() && c->second.tasks.empty()) {
+      clusters_.erase(c);
     }
     return;
   }
@@ -60,7 +85,9 @@ void TaskIndex::ApplyLocked(const std::string& key, const std::string* value, in
     return;  // a damaged entry lists as nothing, as it did when parsed on each read
   }
   parsed->mod_revision = revision;
-  clusters_[cluster][id] = std::move(*parsed);
+  Cluster& into = clusters_[cluster];
+  Link(into, id, *parsed);
+  into.tasks[id] = std::move(*parsed);
 }
 
 Status TaskIndex::ReloadLocked() {
@@ -119,9 +146,36 @@ Status TaskIndex::ForEach(
   if (c == clusters_.end()) {
     return Ok();
   }
-  for (auto it = after.empty() ? c->second.begin() : c->second.upper_bound(after);
-       it != c->second.end(); ++it) {
+  const auto& tasks = c->second.tasks;
+  for (auto it = after.empty() ? tasks.begin() : tasks.upper_bound(after); it != tasks.end();
+       ++it) {
     if (!visit(it->first, it->second)) {
+      break;
+    }
+  }
+  return Ok();
+}
+
+Status TaskIndex::ForEachWith(
+    const std::string& cluster, const std::string& field, const std::string& value,
+    const std::string& after,
+    const std::function<bool(const std::string& id, const TaskIndexEntry&)>& visit) {
+  BERTH_TRY(CatchUp());
+  std::shared_lock lock(mu_);
+  auto c = clusters_.find(cluster);
+  if (c == clusters_.end()) {
+    return Ok();
+  }
+  const auto& by = field == "startedBy" ? c->second.by_started_by
+                   : field == "service" ? c->second.by_service
+                                        : c->second.by_family;
+  auto ids = by.find(value);
+  if (ids == by.end()) {
+    return Ok();
+  }
+  for (auto it = after.empty() ? ids->second.begin() : ids->second.upper_bound(after);
+       it != ids->second.end(); ++it) {
+    if (!visit(*it, c->second.tasks.at(*it))) {
       break;
     }
   }
@@ -133,8 +187,8 @@ Status TaskIndex::ForAll(const std::function<void(const std::string& cluster,
                                                   const TaskIndexEntry&)>& visit) {
   BERTH_TRY(CatchUp());
   std::shared_lock lock(mu_);
-  for (const auto& [cluster, tasks] : clusters_) {
-    for (const auto& [id, entry] : tasks) {
+  for (const auto& [cluster, c] : clusters_) {
+    for (const auto& [id, entry] : c.tasks) {
       visit(cluster, id, entry);
     }
   }

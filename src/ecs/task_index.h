@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <shared_mutex>
 #include <string>
 
@@ -44,6 +45,12 @@ class TaskIndex {
   Status ForEach(const std::string& cluster, const std::string& after,
                  const std::function<bool(const std::string& id, const TaskIndexEntry&)>& visit);
 
+  /// Like ForEach, over only the tasks whose `field` ("startedBy", "service" or "family")
+  /// equals `value`: a filtered listing costs the tasks it matches, not the cluster's size.
+  Status ForEachWith(const std::string& cluster, const std::string& field,
+                     const std::string& value, const std::string& after,
+                     const std::function<bool(const std::string& id, const TaskIndexEntry&)>& visit);
+
   /// Calls `visit` for every task of every cluster, in key order.
   Status ForAll(const std::function<void(const std::string& cluster, const std::string& id,
                                          const TaskIndexEntry&)>& visit);
@@ -56,10 +63,20 @@ class TaskIndex {
   Status ReloadLocked();
   void ApplyLocked(const std::string& key, const std::string* value, int64_t revision);
 
+  // One cluster's tasks by id, and the ids by the members ListTasks filters on.
+  struct Cluster {
+    std::map<std::string, TaskIndexEntry> tasks;
+    std::map<std::string, std::set<std::string>> by_started_by;
+    std::map<std::string, std::set<std::string>> by_service;
+    std::map<std::string, std::set<std::string>> by_family;
+  };
+  static void Unlink(Cluster& c, const std::string& id, const TaskIndexEntry& e);
+  static void Link(Cluster& c, const std::string& id, const TaskIndexEntry& e);
+
   store::Store& store_;
   std::shared_mutex mu_;
   int64_t revision_ = -1;  // the store revision the index reflects; -1 before the first load
-  std::map<std::string, std::map<std::string, TaskIndexEntry>> clusters_;
+  std::map<std::string, Cluster> clusters_;
 };
 
 }  // namespace berth::ecs

@@ -100,5 +100,41 @@ TEST(TaskIndex, ReloadsWhenTheChangeFeedWasCompacted) {
   EXPECT_EQ(ids.back(), "u9");
 }
 
+TEST(TaskIndex, ListsByMemberFollowingChanges) {
+  testutil::TempDir dir("berth-index");
+  auto store = store::OpenSqliteStore(dir.File("state.db"));
+  ASSERT_TRUE(store.ok());
+  auto& s = **store;
+  ASSERT_TRUE(s.Put(Key("a", "t1"), R"({"startedBy":"me","service":"web","family":"f"})").ok());
+  ASSERT_TRUE(s.Put(Key("a", "t2"), R"({"startedBy":"you","family":"f"})").ok());
+  ASSERT_TRUE(s.Put(Key("a", "t3"), R"({"startedBy":"me","family":"g"})").ok());
+  ASSERT_TRUE(s.Put(Key("b", "t4"), R"({"startedBy":"me"})").ok());
+  TaskIndex index(s);
+  auto with = [&](const std::string& field, const std::string& value,
+                  const std::string& after = "") {
+    std::vector<std::string> ids;
+    EXPECT_TRUE(index
+                    .ForEachWith("a", field, value, after,
+                                 [&](const std::string& id, const TaskIndexEntry&) {
+                                   ids.push_back(id);
+                                   return true;
+                                 })
+                    .ok());
+    return ids;
+  };
+  EXPECT_EQ(with("startedBy", "me"), std::vector<std::string>({"t1", "t3"}));
+  EXPECT_EQ(with("startedBy", "me", "t1"), std::vector<std::string>({"t3"}));
+  EXPECT_EQ(with("service", "web"), std::vector<std::string>({"t1"}));
+  EXPECT_EQ(with("family", "f"), std::vector<std::string>({"t1", "t2"}));
+  EXPECT_TRUE(with("startedBy", "nobody").empty());
+  // A task that changes members moves between the lists; a deleted one leaves them.
+  ASSERT_TRUE(s.Put(Key("a", "t3"), R"({"startedBy":"you","family":"f"})").ok());
+  ASSERT_TRUE(s.Delete(Key("a", "t1")).ok());
+  EXPECT_TRUE(with("startedBy", "me").empty());
+  EXPECT_EQ(with("startedBy", "you"), std::vector<std::string>({"t2", "t3"}));
+  EXPECT_EQ(with("family", "f"), std::vector<std::string>({"t2", "t3"}));
+  EXPECT_TRUE(with("service", "web").empty());
+}
+
 }  // namespace
 }  // namespace berth::ecs
