@@ -384,46 +384,30 @@ Result<Json> EcsApi::ListClusters(const Json& in, const api::CallContext& ctx) {
 }
 
 Result<Json> EcsApi::DeleteCluster(const Json& in, const api::CallContext& ctx) {
-  std::string name = ClusterNameFromRef(in.value("cluster", ""));
-  Json result;
-  auto committed = store::ReadModifyWrite(
-      store_, kClusterPrefix + name,
-      [&](const std::optional<store::Entry>& cur) -> Result<std::optional<std::string>> {
-        if (!cur) {
-          return ClusterNotFound();
-        }
-        Json c = Json::parse(cur->value);
-        if (c.value("status", "") != "ACTIVE") {
-          return ClusterNotFound();
-        }
-        auto services = CountClusterServices(store_, name);
-        if (!services.ok()) {
-          return services.error();
-        }
-        if (services->active + services->draining > 0) {
-          return ClientError("ClusterContainsServicesException",
-                             "The Cluster cannot be deleted while Services are active.");
-        }
-        // The cluster's revision guards this write and RunTask rewrites the
-        // cluster document, so a task started after this count makes the
-        // delete conflict and count again.
-        auto counts = tasks_->CountTasks(name);
-        if (!counts.ok()) {
-          return counts.error();
-        }
-        if (counts->active > 0) {
-          return ClientError("ClusterContainsTasksException",
-                             "The Cluster cannot be deleted while Tasks are active.");
-        }
-        c["status"] = "INACTIVE";
-        result = c;
-        return std::optional<std::string>(c.dump());
-      });
-  if (!committed.ok()) {
-    return committed.error();
-  }
-  result.erase("createdAt");
-  return Json{{"cluster", result}};
+  const std::string name = ClusterNameFromRef(in.value("cluster", ""));
+  return ChangeCluster(name, [&](Json& c) -> Status {
+    auto services = CountClusterServices(store_, name);
+    if (!services.ok()) {
+      return services.error();
+    }
+    if (services->active + services->draining > 0) {
+      return ClientError("ClusterContainsServicesException",
+                         "The Cluster cannot be deleted while Services are active.");
+    }
+    // The cluster's revision guards this write and RunTask rewrites the
+    // cluster document, so a task started after this count makes the
+    // delete conflict and count again.
+    auto counts = tasks_->CountTasks(name);
+    if (!counts.ok()) {
+      return counts.error();
+    }
+    if (counts->active > 0) {
+      return ClientError("ClusterContainsTasksException",
+                         "The Cluster cannot be deleted while Tasks are active.");
+    }
+    c["status"] = "INACTIVE";
+    return Ok();
+  });
 }
 
 Result<Json> EcsApi::ClusterView(Json c) {

@@ -140,20 +140,7 @@ Status TaskIndex::CatchUp() {
 Status TaskIndex::ForEach(
     const std::string& cluster, const std::string& after,
     const std::function<bool(const std::string& id, const TaskIndexEntry&)>& visit) {
-  BERTH_TRY(CatchUp());
-  std::shared_lock lock(mu_);
-  auto c = clusters_.find(cluster);
-  if (c == clusters_.end()) {
-    return Ok();
-  }
-  const auto& tasks = c->second.tasks;
-  for (auto it = after.empty() ? tasks.begin() : tasks.upper_bound(after); it != tasks.end();
-       ++it) {
-    if (!visit(it->first, it->second)) {
-      break;
-    }
-  }
-  return Ok();
+  return ForEachWith(cluster, "", "", after, visit);
 }
 
 Status TaskIndex::ForEachWith(
@@ -166,16 +153,26 @@ Status TaskIndex::ForEachWith(
   if (c == clusters_.end()) {
     return Ok();
   }
-  const auto& by = field == "startedBy" ? c->second.by_started_by
-                   : field == "service" ? c->second.by_service
-                                        : c->second.by_family;
+  const Cluster& tasks_of = c->second;
+  if (field.empty()) {
+    for (auto it = after.empty() ? tasks_of.tasks.begin() : tasks_of.tasks.upper_bound(after);
+         it != tasks_of.tasks.end(); ++it) {
+      if (!visit(it->first, it->second)) {
+        break;
+      }
+    }
+    return Ok();
+  }
+  const auto& by = field == "startedBy" ? tasks_of.by_started_by
+                   : field == "service" ? tasks_of.by_service
+                                        : tasks_of.by_family;
   auto ids = by.find(value);
   if (ids == by.end()) {
     return Ok();
   }
   for (auto it = after.empty() ? ids->second.begin() : ids->second.upper_bound(after);
        it != ids->second.end(); ++it) {
-    if (!visit(*it, c->second.tasks.at(*it))) {
+    if (!visit(*it, tasks_of.tasks.at(*it))) {
       break;
     }
   }

@@ -47,6 +47,7 @@ class TaskIndex {
 
   /// Like ForEach, over only the tasks whose `field` ("startedBy", "service" or "family")
   /// equals `value`: a filtered listing costs the tasks it matches, not the cluster's size.
+  /// An empty `field` walks every task of the cluster.
   Status ForEachWith(const std::string& cluster, const std::string& field,
                      const std::string& value, const std::string& after,
                      const std::function<bool(const std::string& id, const TaskIndexEntry&)>& visit);
